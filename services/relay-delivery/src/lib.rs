@@ -1,0 +1,151 @@
+//! relay-delivery: consumes `relay.deliveries`, signs each request at send time, sends it,
+//! classifies the outcome ([`policy`]) and retries durably or dead-letters.
+//!
+//! Durability (DESIGN.md, invariant 4): a job is acked only after its success is recorded, or
+//! after its retry copy (in a `relay.retry.<delay>` TTL queue that dead-letters back into
+//! `relay.deliveries`) or its dead-letter copy is confirmed by the broker. A restart of any
+//! service or of RabbitMQ therefore loses no job, and no broker plugin is needed.
+//!
+//! Idempotency: every request carries the job id as `Idempotency-Key`, and a job whose record
+//! says `delivered` is not sent again.
+
+pub mod policy;
+mod send;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use relay_amqp::consumer::{self, Consumer};
+use relay_amqp::{Broker, BrokerSettings, Topology};
+use relay_core::config::{Config, ConfigError, DestinationConfig, Signing};
+use relay_core::routing;
+use relay_signing::standard_webhooks;
+use relay_store::Store;
+use relay_telemetry::{Readiness, admin::AdminServer};
+use tokio_util::sync::CancellationToken;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The admin listener could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// A destination with its secret decoded once.
+pub(crate) struct Destination {
+    pub(crate) name: String,
+    pub(crate) config: DestinationConfig,
+    pub(crate) webhook_secret: Option<standard_webhooks::Secret>,
+}
+
+/// A built, not yet consuming, relay-delivery.
+pub struct DeliveryService {
+    admin: AdminServer,
+    broker: Broker,
+    background: CancellationToken,
+    sender: Arc<send::Sender>,
+    prefetch: u16,
+    grace: Duration,
+}
+
+impl DeliveryService {
+    /// Validates `config`, binds the admin port and starts connecting to RabbitMQ and Redis.
+    pub async fn build(config: Config) -> Result<Self, BuildError> {
+        config.validate_delivery()?;
+        let mut destinations = HashMap::new();
+        for (name, d) in &config.destinations {
+            let webhook_secret = match d.signing {
+                Signing::StandardWebhooks => {
+                    let field = format!("destinations.{name}.secret_env");
+                    let text = d.secret_env.as_ref().map_or(Ok(""), |s| s.require(&field))?;
+                    Some(standard_webhooks::Secret::parse(text).map_err(|e| ConfigError::Invalid {
+                        field,
+                        message: e.to_string(),
+                    })?)
+                }
+                _ => None,
+            };
+            destinations.insert(
+                name.clone(),
+                Destination { name: name.clone(), config: d.clone(), webhook_secret },
+            );
+        }
+        let readiness = Readiness::new();
+        let background = CancellationToken::new();
+        let broker = Broker::start(
+            BrokerSettings {
+                url: config.amqp.url.clone(),
+                connection_name: "relay-delivery".to_owned(),
+                confirm_timeout: config.amqp.confirm_timeout,
+                reconnect_max_delay: config.amqp.reconnect_max_delay,
+                topology: Topology::from_config(&config.amqp),
+            },
+            &readiness,
+            background.clone(),
+        );
+        let store = Store::start(&config.redis, &readiness, background.clone());
+        let client = reqwest::Client::builder()
+            // 3xx is a failure by policy: never follow a redirect to somewhere unconfigured.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("relay-delivery/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let admin = AdminServer::bind(config.delivery.admin_listen, readiness)
+            .await
+            .map_err(|source| BuildError::Bind { addr: config.delivery.admin_listen, source })?;
+        let sender = Arc::new(send::Sender {
+            broker: broker.clone(),
+            store,
+            client,
+            destinations,
+            tiers: config.amqp.retry_tiers.clone(),
+            backoff_base: config.delivery.backoff_base,
+            backoff_max: config.delivery.backoff_max,
+            record_ttl: config.redis.delivery_record_ttl,
+        });
+        Ok(Self {
+            admin,
+            broker,
+            background,
+            sender,
+            prefetch: config.delivery.prefetch,
+            grace: config.delivery.shutdown_grace,
+        })
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("bound listener has an address")
+    }
+
+    /// Consumes `relay.deliveries` until `stop`, then drains and closes.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
+        let admin_stop = CancellationToken::new();
+        let admin = tokio::spawn(self.admin.serve(admin_stop.clone()));
+        let consumer = Consumer {
+            queue: routing::DELIVERIES.to_owned(),
+            tag: "relay-delivery".to_owned(),
+            prefetch: self.prefetch,
+            grace: self.grace,
+        };
+        consumer::run(self.broker, consumer, self.sender, stop).await;
+        self.background.cancel();
+        admin_stop.cancel();
+        let _ = admin.await;
+        tracing::info!("relay-delivery stopped");
+        Ok(())
+    }
+}

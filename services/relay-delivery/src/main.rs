@@ -1,0 +1,27 @@
+//! relay-delivery binary: load config, start telemetry, deliver until SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use relay_core::config::Config;
+
+/// Signs and sends outbound requests, retrying durably.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Configuration file (default: `relay.toml` when present).
+    #[arg(long, env = "RELAY_CONFIG")]
+    config: Option<std::path::PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = Config::load(args.config.as_deref())?;
+    config.validate_delivery()?;
+    let _telemetry = relay_telemetry::init("relay-delivery", &config.telemetry)?;
+    let stop = relay_telemetry::shutdown::on_signal();
+    let service = relay_delivery::DeliveryService::build(config).await.context("starting relay-delivery")?;
+    tracing::info!(admin = %service.admin_addr(), "relay-delivery consuming");
+    service.run_until_stopped(stop).await?;
+    Ok(())
+}

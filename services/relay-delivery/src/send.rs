@@ -1,0 +1,291 @@
+//! One attempt of one job: sign, send, classify, then record and ack, retry, or dead-letter.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use relay_amqp::consumer::{Disposition, Handler};
+use relay_amqp::{Broker, Delivery, FieldTable, Publish, headers};
+use relay_core::config::Signing;
+use relay_core::{DeliveryJob, job, routing};
+use relay_signing::{reamaze, standard_webhooks};
+use relay_store::{DeliveryRecord, DeliveryStatus, Store};
+use time::OffsetDateTime;
+use tracing::Instrument;
+
+use crate::Destination;
+use crate::policy::{self, Outcome};
+
+/// Most response bytes kept in a dead letter's headers.
+const RESPONSE_SNIPPET: usize = 1024;
+
+pub(crate) struct Sender {
+    pub(crate) broker: Broker,
+    pub(crate) store: Store,
+    pub(crate) client: reqwest::Client,
+    pub(crate) destinations: HashMap<String, Destination>,
+    pub(crate) tiers: Vec<Duration>,
+    pub(crate) backoff_base: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) record_ttl: Duration,
+}
+
+/// What to do after an attempt that did not deliver.
+struct Failure {
+    reason: &'static str,
+    detail: String,
+    status: Option<u16>,
+    response: Option<String>,
+}
+
+impl Handler for Sender {
+    async fn handle(&self, delivery: &Delivery) -> Disposition {
+        let span = tracing::info_span!(
+            "delivery.attempt",
+            otel.kind = "consumer",
+            job_id = tracing::field::Empty,
+            destination = tracing::field::Empty,
+            attempt = tracing::field::Empty,
+        );
+        relay_amqp::trace::set_parent_from(&span, &delivery.properties);
+        self.attempt(delivery).instrument(span).await
+    }
+}
+
+impl Sender {
+    async fn attempt(&self, delivery: &Delivery) -> Disposition {
+        let job: DeliveryJob = match serde_json::from_slice(&delivery.data) {
+            Ok(job) => job,
+            Err(e) => {
+                let failure = Failure { reason: "malformed_job", detail: format!("not a delivery job: {e}"), status: None, response: None };
+                return self.park(delivery, None, 0, failure).await;
+            }
+        };
+        let attempt = u32::try_from(headers::get_int(delivery.properties.headers().as_ref(), headers::ATTEMPT).unwrap_or(0))
+            .unwrap_or(0)
+            .saturating_add(1);
+        let span = tracing::Span::current();
+        span.record("job_id", job.id.as_str());
+        span.record("destination", job.destination.as_str());
+        span.record("attempt", attempt);
+
+        match self.store.delivery(&job.id).await {
+            Ok(Some(record)) if record.status == DeliveryStatus::Delivered => {
+                tracing::info!("job already delivered, not sending again");
+                metrics::counter!("relay_delivery_skipped_total", "destination" => job.destination.clone()).increment(1);
+                return Disposition::Ack;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "delivery record unavailable; sending without the duplicate check"),
+        }
+
+        let Some(destination) = self.destinations.get(&job.destination) else {
+            let failure = Failure {
+                reason: "unknown_destination",
+                detail: format!("no destination named `{}` is configured", job.destination),
+                status: None,
+                response: None,
+            };
+            return self.park(delivery, Some(&job), attempt, failure).await;
+        };
+
+        let started = Instant::now();
+        let (outcome, response) = self.send(destination, &job).await;
+        let label = match &outcome {
+            Outcome::Delivered(_) => "delivered",
+            Outcome::Retryable { .. } => "retryable",
+            Outcome::Gone => "gone",
+            Outcome::Permanent(_) => "rejected",
+        };
+        metrics::counter!("relay_delivery_attempts_total", "destination" => destination.name.clone(), "outcome" => label)
+            .increment(1);
+        metrics::histogram!("relay_delivery_latency_seconds", "destination" => destination.name.clone())
+            .record(started.elapsed().as_secs_f64());
+
+        match outcome {
+            Outcome::Delivered(status) => {
+                tracing::info!(status, "delivered");
+                self.record(&job, DeliveryStatus::Delivered, attempt, format!("status {status}")).await;
+                Disposition::Ack
+            }
+            Outcome::Retryable { reason, status, retry_after } => {
+                let deadline = destination_deadline(&job, destination);
+                let out_of_attempts = attempt >= destination.config.max_attempts;
+                let expired = OffsetDateTime::now_utc() >= deadline;
+                if out_of_attempts || expired {
+                    let why = if out_of_attempts { "attempts_exhausted" } else { "expired" };
+                    let failure = Failure { reason: why, detail: format!("last attempt: {reason}"), status, response };
+                    return self.park(delivery, Some(&job), attempt, failure).await;
+                }
+                self.retry(delivery, &job, attempt, &reason, retry_after).await
+            }
+            Outcome::Gone => {
+                tracing::error!(destination = %destination.name, "destination answered 410 Gone; check its configuration");
+                metrics::counter!("relay_delivery_destination_gone_total", "destination" => destination.name.clone()).increment(1);
+                let failure = Failure { reason: "gone", detail: "status 410".to_owned(), status: Some(410), response };
+                self.park(delivery, Some(&job), attempt, failure).await
+            }
+            Outcome::Permanent(status) => {
+                let failure = Failure { reason: "http_status", detail: format!("status {status}"), status: Some(status), response };
+                self.park(delivery, Some(&job), attempt, failure).await
+            }
+        }
+    }
+
+    /// Builds, signs and sends the request. Signing happens here, at send time, with the secret
+    /// from configuration: it never travels through the broker, and a rotated secret applies to
+    /// the next attempt.
+    async fn send(&self, destination: &Destination, job: &DeliveryJob) -> (Outcome, Option<String>) {
+        let url = format!("{}{}", destination.config.url, job.path);
+        let method = reqwest::Method::from_bytes(job.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let mut http_headers = reqwest::header::HeaderMap::new();
+        for (name, value) in destination.config.headers.iter().chain(job.headers.iter()) {
+            if let (Ok(n), Ok(v)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                reqwest::header::HeaderValue::from_str(value),
+            ) {
+                http_headers.insert(n, v);
+            }
+        }
+        relay_telemetry::propagation::inject_current(&mut http_headers);
+        let body = job.body.as_bytes();
+        let mut request = self
+            .client
+            .request(method, &url)
+            .timeout(destination.config.timeout)
+            .headers(http_headers)
+            .header(reqwest::header::CONTENT_TYPE, job.content_type.as_str())
+            .header("Idempotency-Key", job.idempotency_key.as_str());
+        let secret = destination.config.secret_env.as_ref().and_then(|s| s.value()).unwrap_or_default();
+        request = match destination.config.signing {
+            Signing::None => request,
+            Signing::StandardWebhooks => {
+                let key = destination.webhook_secret.as_ref().expect("checked at build");
+                let now = OffsetDateTime::now_utc().unix_timestamp();
+                request
+                    .header(standard_webhooks::ID_HEADER, job.id.as_str())
+                    .header(standard_webhooks::TIMESTAMP_HEADER, now.to_string())
+                    .header(standard_webhooks::SIGNATURE_HEADER, standard_webhooks::sign(key, &job.id, now, body))
+            }
+            Signing::ReamazeHmac => request.header(reamaze::HEADER, reamaze::sign(secret.as_bytes(), body)),
+            Signing::Basic => request.basic_auth(destination.config.username.as_deref().unwrap_or_default(), Some(secret)),
+        };
+        match request.body(job.body.clone()).send().await {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let outcome = policy::classify(status, retry_after.as_deref(), SystemTime::now());
+                let snippet = if matches!(outcome, Outcome::Delivered(_)) { None } else { Some(snippet(&mut response).await) };
+                (outcome, snippet)
+            }
+            Err(e) => {
+                let reason = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connection error"
+                } else {
+                    "request error"
+                };
+                tracing::info!(error = %e, "attempt failed");
+                (Outcome::Retryable { reason: reason.to_owned(), status: None, retry_after: None }, None)
+            }
+        }
+    }
+
+    /// Parks a retry copy in the right delay tier, then acks the original.
+    async fn retry(&self, delivery: &Delivery, job: &DeliveryJob, attempt: u32, reason: &str, retry_after: Option<Duration>) -> Disposition {
+        let delay = policy::retry_delay(attempt + 1, self.backoff_base, self.backoff_max, retry_after, fastrand::f64());
+        let tier = policy::pick_tier(&self.tiers, delay);
+        let queue = routing::retry_queue(tier);
+        let mut table = FieldTable::default();
+        headers::put_int(&mut table, headers::ATTEMPT, i64::from(attempt));
+        headers::put_str(&mut table, headers::DESTINATION, job.destination.as_str());
+        let published = self
+            .broker
+            .publish(Publish {
+                exchange: "",
+                routing_key: &queue,
+                message_id: &job.id,
+                content_type: job::CONTENT_TYPE,
+                body: &delivery.data,
+                headers: table,
+            })
+            .await;
+        match published {
+            Ok(()) => {
+                tracing::info!(reason, tier = %queue, attempt, "will retry");
+                self.record(job, DeliveryStatus::Retrying, attempt, reason.to_owned()).await;
+                Disposition::Ack
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not park the retry; the job goes back to its queue");
+                Disposition::Requeue
+            }
+        }
+    }
+
+    /// Dead-letters the job with its reason, then acks the original.
+    async fn park(&self, delivery: &Delivery, job: Option<&DeliveryJob>, attempt: u32, failure: Failure) -> Disposition {
+        tracing::warn!(reason = failure.reason, detail = %failure.detail, "dead-lettering the job");
+        let mut extra = FieldTable::default();
+        headers::put_str(&mut extra, headers::DETAIL, failure.detail.as_str());
+        headers::put_int(&mut extra, headers::ATTEMPT, i64::from(attempt));
+        if let Some(status) = failure.status {
+            headers::put_int(&mut extra, headers::STATUS, i64::from(status));
+        }
+        if let Some(response) = &failure.response {
+            headers::put_str(&mut extra, headers::RESPONSE, response.as_str());
+        }
+        match self.broker.dead_letter(routing::DEAD_DELIVERIES_KEY, delivery, failure.reason, extra).await {
+            Ok(()) => {
+                if let Some(job) = job {
+                    self.record(job, DeliveryStatus::Dead, attempt, failure.detail).await;
+                }
+                Disposition::Ack
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not dead-letter; the job goes back to its queue");
+                Disposition::Requeue
+            }
+        }
+    }
+
+    async fn record(&self, job: &DeliveryJob, status: DeliveryStatus, attempts: u32, last_outcome: String) {
+        let record = DeliveryRecord {
+            status,
+            attempts,
+            destination: job.destination.clone(),
+            last_outcome,
+            updated_at: OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        };
+        if let Err(error) = self.store.put_delivery(&job.id, &record, self.record_ttl).await {
+            // Not worth failing the job over: the broker state is authoritative, and the
+            // Idempotency-Key covers a re-send.
+            tracing::warn!(%error, "could not write the delivery record");
+        }
+    }
+}
+
+/// The instant after which a retryable failure is dead-lettered instead.
+fn destination_deadline(job: &DeliveryJob, destination: &Destination) -> OffsetDateTime {
+    let by_age = job.created_at + destination.config.max_age;
+    job.give_up_after.map_or(by_age, |g| g.min(by_age))
+}
+
+/// The first bytes of a response body, lossily decoded.
+async fn snippet(response: &mut reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < RESPONSE_SNIPPET {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(RESPONSE_SNIPPET);
+    String::from_utf8_lossy(&bytes).into_owned()
+}

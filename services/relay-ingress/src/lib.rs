@@ -1,0 +1,350 @@
+//! relay-ingress: verifies inbound callbacks on their raw bytes, normalises them to CloudEvents,
+//! publishes them with a publisher confirm, marks them seen, then answers.
+//!
+//! The order is the whole point (DESIGN.md, invariant 1): 2xx only after RabbitMQ confirmed
+//! every event of the request; a request that fails leaves no dedup mark, so the provider's retry
+//! is processed in full. Redis only accelerates dedup: when it is down, requests are accepted
+//! (at-least-once) and counted in `relay_redis_errors_total`.
+
+pub mod problem;
+pub mod voximplant;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use futures_util::future::join_all;
+use http_body_util::BodyExt;
+use relay_amqp::{Broker, BrokerSettings, FieldTable, Publish, Topology};
+use relay_core::config::{Config, ConfigError, EnvSecret};
+use relay_core::{event, routing};
+use relay_store::Store;
+use relay_telemetry::{Readiness, admin::AdminServer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use problem::Problem;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A built, bound, not yet serving relay-ingress.
+pub struct Ingress {
+    listener: TcpListener,
+    admin: AdminServer,
+    router: Router,
+    readiness: Readiness,
+    background: CancellationToken,
+    grace: Duration,
+}
+
+struct Shared {
+    broker: Broker,
+    store: Store,
+    salt: Option<EnvSecret>,
+    accounts: HashMap<u64, EnvSecret>,
+    body_limit: usize,
+    retry_after_secs: u64,
+    dedup_ttl: Duration,
+}
+
+type AppState = Arc<Shared>;
+
+impl Ingress {
+    /// Validates `config`, binds both listeners and starts connecting to RabbitMQ and Redis in
+    /// the background (the service serves 503 until the broker is there).
+    pub async fn build(config: Config) -> Result<Self, BuildError> {
+        config.validate_ingress()?;
+        let readiness = Readiness::new();
+        let background = CancellationToken::new();
+        let broker = Broker::start(
+            BrokerSettings {
+                url: config.amqp.url.clone(),
+                connection_name: "relay-ingress".to_owned(),
+                confirm_timeout: config.amqp.confirm_timeout,
+                reconnect_max_delay: config.amqp.reconnect_max_delay,
+                topology: Topology::from_config(&config.amqp),
+            },
+            &readiness,
+            background.clone(),
+        );
+        let store = Store::start(&config.redis, &readiness, background.clone());
+        let ingress = &config.ingress;
+        let shared = Arc::new(Shared {
+            broker,
+            store,
+            salt: ingress.voximplant.salt_env.clone(),
+            accounts: ingress
+                .voximplant
+                .accounts
+                .iter()
+                .map(|a| (a.account_id, a.api_key_env.clone()))
+                .collect(),
+            body_limit: ingress.body_limit_bytes,
+            retry_after_secs: ingress.retry_after.as_secs().max(1),
+            dedup_ttl: config.redis.dedup_ttl,
+        });
+        let listener = TcpListener::bind(ingress.listen)
+            .await
+            .map_err(|source| BuildError::Bind { addr: ingress.listen, source })?;
+        let admin = AdminServer::bind(ingress.admin_listen, readiness.clone())
+            .await
+            .map_err(|source| BuildError::Bind { addr: ingress.admin_listen, source })?;
+        Ok(Self {
+            listener,
+            admin,
+            router: router(shared),
+            readiness,
+            background,
+            grace: ingress.shutdown_grace,
+        })
+    }
+
+    /// The public listener's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("bound listener has an address")
+    }
+
+    /// Serves until `stop`, then drains: not ready at once, in-flight requests get the grace
+    /// budget, then the broker connection closes.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
+        let admin_stop = CancellationToken::new();
+        let admin = tokio::spawn(self.admin.serve(admin_stop.clone()));
+        let readiness = self.readiness.clone();
+        let drain_signal = stop.clone();
+        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            drain_signal.cancelled().await;
+            readiness.start_draining();
+        });
+        let grace = self.grace;
+        let result = tokio::select! {
+            r = serve => r,
+            () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("grace period over with requests still in flight");
+                Ok(())
+            }
+        };
+        self.background.cancel();
+        admin_stop.cancel();
+        let _ = admin.await;
+        tracing::info!("relay-ingress stopped");
+        result
+    }
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/voximplant/callbacks", post(voximplant_callbacks))
+        .fallback(|| async { Problem::NotFound })
+        .method_not_allowed_fallback(|| async { Problem::MethodNotAllowed })
+        .layer(middleware::from_fn(trace_request))
+        .with_state(state)
+}
+
+/// One span per request, parented on the caller's `traceparent` when it sends one.
+async fn trace_request(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let span = tracing::info_span!(
+        "ingress.request",
+        otel.kind = "server",
+        http.method = %request.method(),
+        http.route = %route,
+        http.status_code = tracing::field::Empty,
+    );
+    relay_telemetry::propagation::set_parent_from(&span, request.headers());
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.status_code", response.status().as_u16());
+    response
+}
+
+/// Reads the body, refusing more than `limit` bytes with 413.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Problem> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Problem::TooLarge { limit }),
+        Err(e) => Err(Problem::Malformed(format!("could not read the body: {e}"))),
+    }
+}
+
+/// JSON routes accept a missing content type and any JSON-ish one: providers differ (Voximplant
+/// does not document its header), but a form or XML body on a JSON route is a client error.
+fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or_default().to_ascii_lowercase();
+    let essence = text.split(';').next().unwrap_or_default().trim();
+    let ok = matches!(essence, "application/json" | "text/json" | "text/plain" | "")
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::UnsupportedMediaType(format!(
+            "this route reads JSON, not `{essence}`"
+        )))
+    }
+}
+
+/// What a successful request answers.
+#[derive(Debug, serde::Serialize)]
+struct Accepted {
+    /// Events published by this request.
+    accepted: usize,
+    /// Callbacks already seen (not published again).
+    duplicates: usize,
+}
+
+async fn voximplant_callbacks(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let result = handle_voximplant(&app, &headers, body).await;
+    let outcome = match &result {
+        Ok(_) => "accepted",
+        Err(p) => p.outcome(),
+    };
+    metrics::counter!("relay_ingress_requests_total", "source" => voximplant::SOURCE, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("relay_ingress_request_seconds", "source" => voximplant::SOURCE)
+        .record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(accepted) => Json(accepted).into_response(),
+        Err(problem) => {
+            tracing::info!(source = voximplant::SOURCE, outcome, "request refused");
+            problem.into_response()
+        }
+    }
+}
+
+async fn handle_voximplant(app: &Shared, headers: &HeaderMap, body: Body) -> Result<Accepted, Problem> {
+    require_json(headers)?;
+    let bytes = read_body(body, app.body_limit).await?;
+    let callbacks = voximplant::parse(&bytes)?;
+
+    // Verify every callback before anything is published: one bad hash refuses the request.
+    let salt = app.salt.as_ref().and_then(EnvSecret::value).unwrap_or("");
+    for (i, cb) in callbacks.iter().enumerate() {
+        let key = app
+            .accounts
+            .get(&cb.account_id)
+            .and_then(EnvSecret::value)
+            .ok_or_else(|| Problem::BadSignature(format!("callbacks[{i}]: account {} is not configured", cb.account_id)))?;
+        relay_signing::voximplant::verify_callback(salt, cb.account_id, key, cb.callback_id, &cb.hash)
+            .map_err(|e| Problem::BadSignature(format!("callbacks[{i}] (callback_id {}): {e}", cb.callback_id)))?;
+    }
+
+    // Collapse repeats inside the request, then drop what an earlier request already stored.
+    let mut keys: Vec<String> = Vec::with_capacity(callbacks.len());
+    let mut fresh: Vec<&voximplant::Callback> = Vec::with_capacity(callbacks.len());
+    for cb in &callbacks {
+        let key = cb.dedup_key();
+        if !keys.contains(&key) {
+            keys.push(key);
+            fresh.push(cb);
+        }
+    }
+    let seen = match app.store.seen(voximplant::SOURCE, &keys).await {
+        Ok(seen) => seen,
+        Err(error) => {
+            // Invariant 2: accept without dedup; the deterministic event id still collapses a
+            // duplicate downstream.
+            tracing::warn!(%error, "dedup check unavailable, accepting without it");
+            vec![false; keys.len()]
+        }
+    };
+    let (to_publish, to_mark): (Vec<_>, Vec<_>) = fresh
+        .into_iter()
+        .zip(keys)
+        .zip(seen)
+        .filter(|(_, seen)| !seen)
+        .map(|(pair, _)| pair)
+        .unzip();
+    let duplicates = callbacks.len() - to_publish.len();
+
+    let events: Vec<(String, String, Vec<u8>)> = to_publish
+        .iter()
+        .map(|cb| {
+            let event = cb.to_event();
+            let body = serde_json::to_vec(&event).expect("a CloudEvent always serialises");
+            (cb.routing_key(), event.id, body)
+        })
+        .collect();
+    let results = join_all(events.iter().map(|(key, id, body)| {
+        app.broker.publish(Publish {
+            exchange: routing::EVENTS_EXCHANGE,
+            routing_key: key,
+            message_id: id,
+            content_type: event::CONTENT_TYPE,
+            body,
+            headers: FieldTable::default(),
+        })
+    }))
+    .await;
+    if let Some(error) = results.into_iter().find_map(Result::err) {
+        tracing::warn!(%error, "publish failed, answering 503");
+        return Err(Problem::BrokerUnavailable { retry_after_secs: app.retry_after_secs });
+    }
+
+    // Only now, with every event confirmed, remember them.
+    if let Err(error) = app.store.mark_seen(voximplant::SOURCE, &to_mark, app.dedup_ttl).await {
+        tracing::warn!(%error, "could not write dedup marks; a re-send will be published again");
+    }
+    metrics::counter!("relay_ingress_events_total", "source" => voximplant::SOURCE).increment(to_publish.len() as u64);
+    if duplicates > 0 {
+        metrics::counter!("relay_ingress_duplicates_total", "source" => voximplant::SOURCE).increment(duplicates as u64);
+    }
+    tracing::info!(accepted = to_publish.len(), duplicates, "voximplant callbacks accepted");
+    Ok(Accepted { accepted: to_publish.len(), duplicates })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with_type(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn json_media_types_are_accepted_others_refused() {
+        assert!(require_json(&HeaderMap::new()).is_ok());
+        for ok in ["application/json", "application/json; charset=utf-8", "text/plain", "application/cloudevents+json"] {
+            assert!(require_json(&with_type(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["application/x-www-form-urlencoded", "application/xml", "multipart/form-data"] {
+            assert!(matches!(require_json(&with_type(bad)), Err(Problem::UnsupportedMediaType(_))), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! relay-ingress binary: load config, start telemetry, serve until SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use relay_core::config::Config;
+
+/// Verifies inbound telephony callbacks and publishes them to RabbitMQ.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Configuration file (default: `relay.toml` when present).
+    #[arg(long, env = "RELAY_CONFIG")]
+    config: Option<std::path::PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = Config::load(args.config.as_deref())?;
+    config.validate_ingress()?;
+    let _telemetry = relay_telemetry::init("relay-ingress", &config.telemetry)?;
+    let stop = relay_telemetry::shutdown::on_signal();
+    let ingress = relay_ingress::Ingress::build(config).await.context("starting relay-ingress")?;
+    tracing::info!(listen = %ingress.local_addr(), admin = %ingress.admin_addr(), "relay-ingress serving");
+    ingress.run_until_stopped(stop).await?;
+    Ok(())
+}

@@ -1,0 +1,27 @@
+//! relay-worker binary: load config, start telemetry, consume until SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use relay_core::config::Config;
+
+/// Turns relay events into delivery jobs.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Configuration file (default: `relay.toml` when present).
+    #[arg(long, env = "RELAY_CONFIG")]
+    config: Option<std::path::PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = Config::load(args.config.as_deref())?;
+    config.validate_worker()?;
+    let _telemetry = relay_telemetry::init("relay-worker", &config.telemetry)?;
+    let stop = relay_telemetry::shutdown::on_signal();
+    let worker = relay_worker::Worker::build(config).await.context("starting relay-worker")?;
+    tracing::info!(admin = %worker.admin_addr(), "relay-worker consuming");
+    worker.run_until_stopped(stop).await?;
+    Ok(())
+}

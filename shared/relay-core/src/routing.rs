@@ -1,0 +1,97 @@
+//! Broker names (DESIGN.md, "RabbitMQ topology") and routing keys.
+
+/// Topic exchange for every inbound event; routing key `<source>.<type>`.
+pub const EVENTS_EXCHANGE: &str = "relay.events";
+/// Fanout exchange (and queue of the same name) for events no handler is bound to.
+pub const UNROUTED: &str = "relay.unrouted";
+/// Exchange (fanout) and quorum queue of outbound jobs.
+pub const DELIVERIES: &str = "relay.deliveries";
+/// Direct exchange of the parking lots.
+pub const DEAD_EXCHANGE: &str = "relay.dead";
+/// Parking lot for events a handler could not process.
+pub const DEAD_EVENTS_QUEUE: &str = "relay.dead.events";
+/// Parking lot for jobs delivery could not deliver.
+pub const DEAD_DELIVERIES_QUEUE: &str = "relay.dead.deliveries";
+/// Routing key on [`DEAD_EXCHANGE`] towards [`DEAD_EVENTS_QUEUE`].
+pub const DEAD_EVENTS_KEY: &str = "events";
+/// Routing key on [`DEAD_EXCHANGE`] towards [`DEAD_DELIVERIES_QUEUE`].
+pub const DEAD_DELIVERIES_KEY: &str = "deliveries";
+
+/// A handler of the worker: its queue and the routing patterns it is bound with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandlerRoute {
+    /// Handler name, e.g. `min-balance-alert`.
+    pub name: &'static str,
+    /// Binding patterns on [`EVENTS_EXCHANGE`].
+    pub patterns: &'static [&'static str],
+}
+
+impl HandlerRoute {
+    /// The handler's quorum queue, `relay.handler.<name>`.
+    pub fn queue(&self) -> String {
+        handler_queue(self.name)
+    }
+}
+
+/// The min-balance alert handler.
+pub const MIN_BALANCE_ALERT: HandlerRoute = HandlerRoute {
+    name: "min-balance-alert",
+    patterns: &["voximplant.min_balance"],
+};
+
+/// Every handler the worker runs. Only implemented handlers are listed: a bound queue without a
+/// consumer would silently collect events that belong in `relay.unrouted`.
+pub const HANDLERS: &[HandlerRoute] = &[MIN_BALANCE_ALERT];
+
+/// `relay.handler.<name>`.
+pub fn handler_queue(name: &str) -> String {
+    format!("relay.handler.{name}")
+}
+
+/// `relay.retry.<label>` for a delay tier, e.g. `relay.retry.30s`.
+pub fn retry_queue(delay: std::time::Duration) -> String {
+    format!("relay.retry.{}", crate::duration::label(delay))
+}
+
+/// Routing key of an event: `<source>.<type>`, e.g. `voximplant.min_balance`.
+///
+/// Both parts must already be routing-key safe (see [`is_key_word`]).
+pub fn event_key(source: &str, ty: &str) -> String {
+    format!("{source}.{ty}")
+}
+
+/// Whether `word` may stand in a routing key: ASCII letters, digits, `_` and `-`, 1 to 64 long.
+/// This excludes `.`, `*` and `#`, which would change what a topic binding matches.
+pub fn is_key_word(word: &str) -> bool {
+    (1..=64).contains(&word.len())
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn names_follow_the_design() {
+        assert_eq!(MIN_BALANCE_ALERT.queue(), "relay.handler.min-balance-alert");
+        assert_eq!(retry_queue(Duration::from_secs(30)), "relay.retry.30s");
+        assert_eq!(retry_queue(Duration::from_millis(200)), "relay.retry.200ms");
+        assert_eq!(
+            event_key("voximplant", "min_balance"),
+            "voximplant.min_balance"
+        );
+    }
+
+    #[test]
+    fn key_words_exclude_topic_syntax() {
+        assert!(is_key_word("min_balance"));
+        assert!(!is_key_word("a.b"));
+        assert!(!is_key_word("#"));
+        assert!(!is_key_word("*"));
+        assert!(!is_key_word(""));
+        assert!(!is_key_word(&"x".repeat(65)));
+    }
+}

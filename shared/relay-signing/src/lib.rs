@@ -1,0 +1,67 @@
+//! Every verification and signing scheme the relay speaks, as pure functions over raw bytes.
+//!
+//! No I/O and no clock: callers pass `now` where a scheme has a time window, so every rule is
+//! testable with the providers' official vectors (`../shared/PROTOCOLS.md`). Every comparison of
+//! a signature or hash is constant-time ([`ct_eq`]); errors never echo a secret or the expected
+//! value.
+
+pub mod reamaze;
+pub mod standard_webhooks;
+pub mod voximplant;
+
+use subtle::ConstantTimeEq;
+
+/// Why a request does not verify. Deliberately coarse: the caller answers 401 either way, and a
+/// finer reason must never reveal what the right value would have been.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The signature (or one of its companion headers) is absent.
+    #[error("signature missing")]
+    Missing,
+    /// The signature header is present but not in the scheme's format.
+    #[error("signature malformed: {0}")]
+    Malformed(&'static str),
+    /// The signature does not match.
+    #[error("signature does not match")]
+    Mismatch,
+    /// The signed timestamp is outside the accepted window.
+    #[error("timestamp outside the accepted window")]
+    Stale,
+}
+
+/// A secret that cannot be used for its scheme (checked at start-up, never per request).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid secret: {0}")]
+pub struct SecretError(pub &'static str);
+
+/// Constant-time equality of two byte strings (the length is not secret).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+pub(crate) fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ct_eq_compares_content_and_length() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"abcd"));
+        assert!(ct_eq(b"", b""));
+    }
+}

@@ -1,0 +1,70 @@
+//! The admin server: `/livez`, `/readyz`, `/metrics`, on its own port, never the public one.
+
+use std::net::SocketAddr;
+
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::Readiness;
+
+/// A bound, not yet serving, admin server.
+pub struct AdminServer {
+    listener: TcpListener,
+    app: Router,
+}
+
+#[derive(Clone)]
+struct AdminState {
+    readiness: Readiness,
+    metrics: PrometheusHandle,
+}
+
+impl AdminServer {
+    /// Binds `addr` (port 0 picks a free port).
+    pub async fn bind(addr: SocketAddr, readiness: Readiness) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let state = AdminState {
+            readiness,
+            metrics: crate::metrics_handle(),
+        };
+        let app = Router::new()
+            .route("/livez", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .with_state(state);
+        Ok(Self { listener, app })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `stop` is cancelled.
+    pub async fn serve(self, stop: CancellationToken) -> std::io::Result<()> {
+        axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    }
+}
+
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    let failing = state.readiness.failing();
+    if failing.is_empty() {
+        (StatusCode::OK, "ready\n".to_owned())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", failing.join(", ")),
+        )
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

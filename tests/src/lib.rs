@@ -1,0 +1,373 @@
+//! The end-to-end harness: real RabbitMQ, real Redis, every service in-process.
+//!
+//! Each [`TestEnv`] gets its own RabbitMQ vhost (created with `rabbitmqctl`, deleted on drop) and
+//! its own Redis key prefix (deleted on drop), so tests run in parallel and leave nothing behind.
+//! External HTTP peers are real servers on loopback ([`Sink`]). Waiting is done on events
+//! (a request arriving, a message appearing) with deadlines, never with fixed sleeps.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use lapin::options::{BasicGetOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use relay_core::config::{Config, DestinationConfig, EnvSecret, Signing, VoximplantAccount};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The Voximplant account every test environment accepts.
+pub const ACCOUNT_ID: u64 = 4242;
+/// Its API key.
+pub const API_KEY: &str = "test-api-key";
+/// The callback salt.
+pub const SALT: &str = "test-salt";
+/// The Standard Webhooks secret of the `alerts` destination.
+pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// One isolated environment: a vhost, a Redis prefix, and a configuration pointing at both.
+pub struct TestEnv {
+    /// The vhost's name.
+    pub vhost: String,
+    /// Configuration for every service (listeners on port 0).
+    pub config: Config,
+}
+
+fn rabbitmqctl(args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .context("running rabbitmqctl (the tests need a local RabbitMQ; see scripts/test)")?;
+    if !out.status.success() {
+        bail!("rabbitmqctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+impl TestEnv {
+    /// Creates the vhost and the configuration. Short retry tiers keep retry tests fast.
+    pub fn new() -> Self {
+        relay_telemetry::init_for_tests();
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let vhost = format!("relay-test-{id}");
+        rabbitmqctl(&["add_vhost", &vhost]).expect("create vhost");
+        rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]).expect("grant vhost");
+
+        let mut config = Config::default();
+        config.amqp.url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
+        config.amqp.retry_tiers = vec![Duration::from_millis(100), Duration::from_millis(300)];
+        config.redis.key_prefix = format!("relay-test:{id}:");
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.ingress.listen = local;
+        config.ingress.admin_listen = local;
+        config.ingress.shutdown_grace = Duration::from_secs(5);
+        config.worker.admin_listen = local;
+        config.worker.shutdown_grace = Duration::from_secs(5);
+        config.delivery.admin_listen = local;
+        config.delivery.shutdown_grace = Duration::from_secs(5);
+        config.delivery.backoff_base = Duration::from_millis(50);
+        config.delivery.backoff_max = Duration::from_millis(300);
+        config.ingress.voximplant.salt_env = Some(EnvSecret::with_value("TEST_SALT", SALT));
+        config.ingress.voximplant.accounts = vec![VoximplantAccount {
+            account_id: ACCOUNT_ID,
+            api_key_env: EnvSecret::with_value("TEST_API_KEY", API_KEY),
+        }];
+        Self { vhost, config }
+    }
+
+    /// Points the `alerts` destination (Standard Webhooks signed) at `url`.
+    pub fn alerts_to(&mut self, url: &str) {
+        let secret = EnvSecret::with_value("TEST_WEBHOOK_SECRET", WEBHOOK_SECRET);
+        self.config.destinations.insert(
+            "alerts".to_owned(),
+            DestinationConfig::new(url, Signing::StandardWebhooks, Some(secret)),
+        );
+    }
+
+    /// An AMQP channel on this environment's vhost, for probing queues.
+    pub async fn channel(&self) -> lapin::Channel {
+        let conn = lapin::Connection::connect(&self.config.amqp.url, lapin::ConnectionProperties::default())
+            .await
+            .expect("test connection");
+        let channel = conn.create_channel().await.expect("test channel");
+        // The connection lives as long as the channel is used: leak it for the test's duration.
+        std::mem::forget(conn);
+        channel
+    }
+
+    /// Ready messages in `queue` (the queue must exist).
+    pub async fn queue_len(&self, channel: &lapin::Channel, queue: &str) -> u32 {
+        let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        channel
+            .queue_declare(queue.into(), options, FieldTable::default())
+            .await
+            .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"))
+            .message_count()
+    }
+
+    /// Waits for a message in `queue` and takes it (acked).
+    pub async fn next_message(&self, channel: &lapin::Channel, queue: &str, timeout: Duration) -> Option<lapin::message::BasicGetMessage> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let got = channel
+                .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+                .await
+                .expect("basic_get");
+            if got.is_some() || tokio::time::Instant::now() >= deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A Redis connection for probing keys.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.config.redis.url.as_str())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection")
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Err(e) = rabbitmqctl(&["delete_vhost", &self.vhost]) {
+            eprintln!("cleanup: {e}");
+        }
+        if let Ok(client) = redis::Client::open(self.config.redis.url.as_str())
+            && let Ok(mut conn) = client.get_connection()
+        {
+            let pattern = format!("{}*", self.config.redis.key_prefix);
+            let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn).unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query(&mut conn);
+            }
+        }
+    }
+}
+
+/// A service running in the background of the test.
+pub struct Running {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    /// The admin address.
+    pub admin: SocketAddr,
+}
+
+impl Running {
+    /// Stops the service the way SIGTERM would, and waits until it has drained.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        wait_ready(self.admin).await;
+    }
+}
+
+/// Waits until the admin server at `admin` reports ready (10 s at most).
+pub async fn wait_ready(admin: SocketAddr) {
+    let url = format!("http://{admin}/readyz");
+    let client = reqwest::Client::new();
+    for _ in 0..500 {
+        if let Ok(r) = client.get(&url).send().await
+            && r.status() == StatusCode::OK
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("service at {admin} never became ready");
+}
+
+/// Starts relay-ingress; returns it and its public address.
+pub async fn start_ingress(config: &Config) -> (Running, SocketAddr) {
+    let ingress = relay_ingress::Ingress::build(config.clone()).await.expect("ingress builds");
+    let addr = ingress.local_addr();
+    let admin = ingress.admin_addr();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            ingress.run_until_stopped(stop).await.expect("ingress runs");
+        }
+    });
+    (Running { stop, task, admin }, addr)
+}
+
+/// Starts relay-worker.
+pub async fn start_worker(config: &Config) -> Running {
+    let worker = relay_worker::Worker::build(config.clone()).await.expect("worker builds");
+    let admin = worker.admin_addr();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            worker.run_until_stopped(stop).await.expect("worker runs");
+        }
+    });
+    Running { stop, task, admin }
+}
+
+/// Starts relay-delivery.
+pub async fn start_delivery(config: &Config) -> Running {
+    let service = relay_delivery::DeliveryService::build(config.clone()).await.expect("delivery builds");
+    let admin = service.admin_addr();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            service.run_until_stopped(stop).await.expect("delivery runs");
+        }
+    });
+    Running { stop, task, admin }
+}
+
+/// A signed min-balance callback body for the test account.
+pub fn min_balance_body(callback_id: u64) -> Vec<u8> {
+    let value = relay_ingress::voximplant::sample_min_balance(ACCOUNT_ID, callback_id, API_KEY, SALT, 1.25, false);
+    serde_json::to_vec(&value).expect("json")
+}
+
+/// Posts `body` to the Voximplant callbacks route.
+pub async fn post_callbacks(addr: SocketAddr, body: Vec<u8>, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/voximplant/callbacks"))
+        .header("content-type", "application/json")
+        .body(body);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    request.send().await.expect("ingress answers")
+}
+
+/// One request the sink received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Request path.
+    pub path: String,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Request body.
+    pub body: Bytes,
+}
+
+impl Received {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A real HTTP peer on loopback that answers a script of statuses (then 200) and reports every
+/// request it receives.
+pub struct Sink {
+    /// Base URL, e.g. `http://127.0.0.1:41234/alerts`.
+    pub url: String,
+    received: mpsc::UnboundedReceiver<Received>,
+    count: Arc<AtomicUsize>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Sink {
+    /// Starts a sink answering `script` in order, then 200 forever.
+    pub async fn start(script: &[u16]) -> Self {
+        let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<u16>>()));
+        let count = Arc::new(AtomicUsize::new(0));
+        let (tx, received) = mpsc::unbounded_channel();
+        let app = axum::Router::new().fallback({
+            let count = count.clone();
+            move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let script = script.clone();
+                let count = count.clone();
+                let tx = tx.clone();
+                async move {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let _ = tx.send(Received { path: uri.path().to_owned(), headers, body });
+                    let status = script.lock().expect("script lock").pop_front().unwrap_or(200);
+                    let status = StatusCode::from_u16(status).expect("valid status");
+                    (status, format!("sink answered {}", status.as_u16()))
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+        let addr = listener.local_addr().expect("sink addr");
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("sink serves");
+        });
+        Self { url: format!("http://{addr}/alerts"), received, count, _server: server }
+    }
+
+    /// The next request, waiting up to `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<Received> {
+        tokio::time::timeout(timeout, self.received.recv()).await.ok().flatten()
+    }
+
+    /// Requests received so far.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+/// A loopback TCP proxy whose connections can be cut, to simulate a broker restart without
+/// disturbing the shared broker other tests use.
+pub struct Proxy {
+    /// The proxy's address.
+    pub addr: SocketAddr,
+    connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    _accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Proxies to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let accept = tokio::spawn({
+            let connections = connections.clone();
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    let handle = tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    connections.lock().expect("proxy lock").push(handle);
+                }
+            }
+        });
+        Self { addr, connections, _accept: accept }
+    }
+
+    /// Cuts every open connection (new ones are accepted again).
+    pub fn sever(&self) {
+        for handle in self.connections.lock().expect("proxy lock").drain(..) {
+            handle.abort();
+        }
+    }
+}
+
+/// A local port with nothing listening on it.
+pub fn dead_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// The current Prometheus exposition of this process.
+pub fn metrics_text() -> String {
+    relay_telemetry::metrics_handle().render()
+}

@@ -1,0 +1,122 @@
+//! relay-delivery end to end: retries, dead letters, restarts.
+
+use std::time::Duration;
+
+use relay_amqp::headers;
+use relay_e2e::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn wait_for_record(env: &TestEnv, job_id: &str, status: &str) -> serde_json::Value {
+    let mut redis = env.redis().await;
+    let key = format!("{}delivery:{job_id}", env.config.redis.key_prefix);
+    for _ in 0..500 {
+        let text: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut redis).await.unwrap();
+        if let Some(text) = text {
+            let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if record["status"] == status {
+                return record;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("job {job_id} never reached status {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_until_delivered_exactly_once() {
+    let mut sink = Sink::start(&[503, 503, 200]).await;
+    let mut env = TestEnv::new();
+    env.alerts_to(&sink.url);
+    let (ingress, addr) = start_ingress(&env.config).await;
+    let worker = start_worker(&env.config).await;
+    let delivery = start_delivery(&env.config).await;
+    ingress.wait_ready().await;
+
+    assert_eq!(post_callbacks(addr, min_balance_body(3), &[]).await.status(), 200);
+    let first = sink.next(WAIT).await.expect("attempt 1");
+    let second = sink.next(WAIT).await.expect("attempt 2");
+    let third = sink.next(WAIT).await.expect("attempt 3");
+    let job_id = first.header("webhook-id").unwrap().to_owned();
+    for attempt in [&second, &third] {
+        assert_eq!(attempt.header("webhook-id"), Some(job_id.as_str()), "same job every attempt");
+        assert_eq!(attempt.body, first.body, "same body every attempt");
+    }
+    let record = wait_for_record(&env, &job_id, "delivered").await;
+    assert_eq!(record["attempts"], 3);
+
+    // Nothing is left anywhere that could cause a fourth request.
+    let channel = env.channel().await;
+    for queue in ["relay.deliveries", "relay.retry.100ms", "relay.retry.300ms", "relay.dead.deliveries"] {
+        assert_eq!(env.queue_len(&channel, queue).await, 0, "{queue}");
+    }
+    assert_eq!(sink.count(), 3);
+    delivery.stop().await;
+    worker.stop().await;
+    ingress.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_are_dead_lettered_at_once_with_their_status() {
+    let mut sink = Sink::start(&[400]).await;
+    let mut env = TestEnv::new();
+    env.alerts_to(&sink.url);
+    let (ingress, addr) = start_ingress(&env.config).await;
+    let worker = start_worker(&env.config).await;
+    let delivery = start_delivery(&env.config).await;
+    ingress.wait_ready().await;
+
+    assert_eq!(post_callbacks(addr, min_balance_body(4), &[]).await.status(), 200);
+    let attempt = sink.next(WAIT).await.expect("one attempt");
+    let channel = env.channel().await;
+    let dead = env.next_message(&channel, "relay.dead.deliveries", WAIT).await.expect("dead-lettered");
+    let table = dead.delivery.properties.headers().as_ref();
+    assert_eq!(headers::get_int(table, headers::STATUS), Some(400));
+    assert_eq!(headers::get_str(table, headers::REASON).as_deref(), Some("http_status"));
+    assert_eq!(headers::get_str(table, headers::RESPONSE).as_deref(), Some("sink answered 400"));
+    assert_eq!(
+        dead.delivery.properties.message_id().as_ref().map(|s| s.to_string()).as_deref(),
+        attempt.header("webhook-id")
+    );
+    let job: relay_core::DeliveryJob = serde_json::from_slice(&dead.delivery.data).expect("the job, intact");
+    wait_for_record(&env, &job.id, "dead").await;
+    for queue in ["relay.deliveries", "relay.retry.100ms", "relay.retry.300ms"] {
+        assert_eq!(env.queue_len(&channel, queue).await, 0, "{queue}: never retried");
+    }
+    assert_eq!(sink.count(), 1, "never retried");
+    delivery.stop().await;
+    worker.stop().await;
+    ingress.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waiting_in_a_retry_tier_survives_a_delivery_restart() {
+    let mut sink = Sink::start(&[503]).await;
+    let mut env = TestEnv::new();
+    // One long tier, so the job is still parked there while delivery is down.
+    env.config.amqp.retry_tiers = vec![Duration::from_secs(2)];
+    env.alerts_to(&sink.url);
+    let (ingress, addr) = start_ingress(&env.config).await;
+    let worker = start_worker(&env.config).await;
+    let delivery = start_delivery(&env.config).await;
+    ingress.wait_ready().await;
+
+    assert_eq!(post_callbacks(addr, min_balance_body(5), &[]).await.status(), 200);
+    let first = sink.next(WAIT).await.expect("attempt 1 (503)");
+    let job_id = first.header("webhook-id").unwrap().to_owned();
+    wait_for_record(&env, &job_id, "retrying").await;
+    delivery.stop().await;
+
+    let channel = env.channel().await;
+    let parked = env.queue_len(&channel, "relay.retry.2s").await + env.queue_len(&channel, "relay.deliveries").await;
+    assert_eq!(parked, 1, "the job is held by the broker while delivery is down");
+
+    let delivery = start_delivery(&env.config).await;
+    let second = sink.next(WAIT).await.expect("attempt 2 after the restart");
+    assert_eq!(second.header("webhook-id"), Some(job_id.as_str()));
+    let record = wait_for_record(&env, &job_id, "delivered").await;
+    assert_eq!(record["attempts"], 2);
+    delivery.stop().await;
+    worker.stop().await;
+    ingress.stop().await;
+}

@@ -1,0 +1,180 @@
+//! relay-ingress end to end: the signed callback's whole path, and every refusal.
+
+use std::time::Duration;
+
+use relay_e2e::*;
+use relay_signing::standard_webhooks;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_min_balance_reaches_the_sink_signed_and_in_the_same_trace() {
+    let mut sink = Sink::start(&[]).await;
+    let mut env = TestEnv::new();
+    env.alerts_to(&sink.url);
+    let (ingress, addr) = start_ingress(&env.config).await;
+    let worker = start_worker(&env.config).await;
+    let delivery = start_delivery(&env.config).await;
+    ingress.wait_ready().await;
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let response = post_callbacks(addr, min_balance_body(1001), &[("traceparent", &traceparent)]).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["accepted"], 1);
+
+    let got = sink.next(WAIT).await.expect("the alert arrives");
+    assert_eq!(got.path, "/alerts");
+    // The Standard Webhooks signature verifies with the destination's secret.
+    let secret = standard_webhooks::Secret::parse(WEBHOOK_SECRET).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    standard_webhooks::verify(
+        &secret,
+        got.header("webhook-id"),
+        got.header("webhook-timestamp"),
+        got.header("webhook-signature"),
+        &got.body,
+        now,
+        300,
+    )
+    .expect("signature verifies");
+    assert_eq!(got.header("idempotency-key"), got.header("webhook-id"), "job id is the idempotency key");
+    // The outbound request continues the inbound request's trace.
+    let outbound = got.header("traceparent").expect("traceparent on the outbound request");
+    assert_eq!(outbound.split('-').nth(1), Some(trace_id), "{outbound}");
+    let alert: Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(alert["type"], "voximplant.min_balance");
+    assert_eq!(alert["account_id"], ACCOUNT_ID.to_string());
+    assert_eq!(alert["balance"], 1.25);
+
+    delivery.stop().await;
+    worker.stop().await;
+    ingress.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_hash_is_refused_and_nothing_is_published() {
+    let env = TestEnv::new();
+    let (ingress, addr) = start_ingress(&env.config).await;
+    ingress.wait_ready().await;
+
+    let mut body: Value = serde_json::from_slice(&min_balance_body(7)).unwrap();
+    let good = body["callbacks"][0]["hash"].as_str().unwrap().to_owned();
+    let flipped = if good.starts_with('0') { "1" } else { "0" };
+    body["callbacks"][0]["hash"] = Value::String(format!("{flipped}{}", &good[1..]));
+    // A second, valid callback in the same request must not be published either.
+    let valid: Value = serde_json::from_slice(&min_balance_body(8)).unwrap();
+    body["callbacks"].as_array_mut().unwrap().push(valid["callbacks"][0].clone());
+
+    let response = post_callbacks(addr, serde_json::to_vec(&body).unwrap(), &[]).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:relay:problem:bad-signature");
+    assert!(!problem.to_string().contains(API_KEY) && !problem.to_string().contains(&good));
+
+    let channel = env.channel().await;
+    for queue in ["relay.handler.min-balance-alert", "relay.unrouted", "relay.deliveries"] {
+        assert_eq!(env.queue_len(&channel, queue).await, 0, "{queue} received nothing");
+    }
+    let mut redis = env.redis().await;
+    let marks: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", env.config.redis.key_prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(marks.is_empty(), "no dedup mark: {marks:?}");
+    ingress.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_callback_twice_makes_one_alert() {
+    let mut sink = Sink::start(&[]).await;
+    let mut env = TestEnv::new();
+    env.alerts_to(&sink.url);
+    let (ingress, addr) = start_ingress(&env.config).await;
+    let worker = start_worker(&env.config).await;
+    let delivery = start_delivery(&env.config).await;
+    ingress.wait_ready().await;
+
+    let first = post_callbacks(addr, min_balance_body(55), &[]).await;
+    assert_eq!(first.status(), 200);
+    let second = post_callbacks(addr, min_balance_body(55), &[]).await;
+    assert_eq!(second.status(), 200, "a duplicate is still answered 200 so the provider stops");
+    let answer: Value = second.json().await.unwrap();
+    assert_eq!((answer["accepted"].as_u64(), answer["duplicates"].as_u64()), (Some(0), Some(1)));
+
+    sink.next(WAIT).await.expect("one alert");
+    // Drain the pipeline: once worker and delivery are stopped, nothing else can arrive.
+    worker.stop().await;
+    delivery.stop().await;
+    let channel = env.channel().await;
+    assert_eq!(env.queue_len(&channel, "relay.handler.min-balance-alert").await, 0);
+    assert_eq!(env.queue_len(&channel, "relay.deliveries").await, 0);
+    assert_eq!(sink.count(), 1, "exactly one alert");
+    ingress.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_specific_problems_and_publish_nothing() {
+    let mut env = TestEnv::new();
+    env.config.ingress.body_limit_bytes = 2048;
+    let (ingress, addr) = start_ingress(&env.config).await;
+    ingress.wait_ready().await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/v1/voximplant/callbacks");
+
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (client.post(&url).header("content-type", "application/json").body("{not json"), 400, "malformed-body"),
+        (client.post(&url).header("content-type", "application/json").body(r#"{"callbacks":[{"type":"x"}]}"#), 400, "malformed-body"),
+        (client.post(&url).header("content-type", "application/x-www-form-urlencoded").body("a=b"), 415, "unsupported-media-type"),
+        (client.post(&url).header("content-type", "application/json").body(vec![b' '; 4096]), 413, "payload-too-large"),
+        (client.get(&url), 405, "method-not-allowed"),
+        (client.post(format!("http://{addr}/v1/nope")), 404, "not-found"),
+    ];
+    for (request, status, ty) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{ty}");
+        assert_eq!(response.headers()["content-type"], "application/problem+json", "{ty}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], format!("urn:relay:problem:{ty}"));
+        assert_eq!(problem["status"], status);
+    }
+    // An unknown account cannot be verified: 401, not 400.
+    let other = relay_ingress::voximplant::sample_min_balance(1, 1, API_KEY, SALT, 1.0, false);
+    let response = post_callbacks(addr, serde_json::to_vec(&other).unwrap(), &[]).await;
+    assert_eq!(response.status(), 401);
+
+    let channel = env.channel().await;
+    assert_eq!(env.queue_len(&channel, "relay.handler.min-balance-alert").await, 0);
+    assert_eq!(env.queue_len(&channel, "relay.unrouted").await, 0);
+    ingress.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_callback_types_are_kept_in_unrouted() {
+    let env = TestEnv::new();
+    let (ingress, addr) = start_ingress(&env.config).await;
+    ingress.wait_ready().await;
+    let hash = relay_signing::voximplant::callback_hash(SALT, ACCOUNT_ID, API_KEY, 77);
+    let body = serde_json::json!({"callbacks": [{
+        "callback_id": 77, "type": "js_fail", "account_id": ACCOUNT_ID, "hash": hash,
+        "js_fail": {"application_name": "app"}, "a_field_from_2030": true
+    }]});
+    let response = post_callbacks(addr, serde_json::to_vec(&body).unwrap(), &[]).await;
+    assert_eq!(response.status(), 200);
+    let channel = env.channel().await;
+    let message = env.next_message(&channel, "relay.unrouted", WAIT).await.expect("kept");
+    assert_eq!(message.delivery.routing_key.as_str(), "voximplant.js_fail");
+    let event: Value = serde_json::from_slice(&message.delivery.data).unwrap();
+    assert_eq!(event["type"], "com.voximplant.account.js_fail");
+    assert_eq!(event["specversion"], "1.0");
+    assert_eq!(event["data"]["a_field_from_2030"], true);
+    assert!(event["data"].get("hash").is_none());
+    let props = &message.delivery.properties;
+    assert_eq!(props.delivery_mode(), &Some(2), "persistent");
+    assert_eq!(props.message_id().as_ref().map(|s| s.to_string()), event["id"].as_str().map(str::to_owned));
+    ingress.stop().await;
+}

@@ -1,0 +1,7 @@
+//! The end-to-end suite: every service in-process against the real RabbitMQ and Redis.
+//! One binary (one link) with a module per area; every test has its own vhost and key prefix.
+
+mod delivery;
+mod ingress;
+mod resilience;
+mod topology;
