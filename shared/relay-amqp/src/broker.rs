@@ -137,7 +137,11 @@ impl Broker {
         result
     }
 
-    async fn publish_inner(&self, exchange: &str, message: Publish<'_>) -> Result<(), PublishError> {
+    async fn publish_inner(
+        &self,
+        exchange: &str,
+        message: Publish<'_>,
+    ) -> Result<(), PublishError> {
         let session = self
             .inner
             .session
@@ -164,7 +168,13 @@ impl Broker {
         let confirmation = tokio::time::timeout(timeout, async {
             session
                 .publisher
-                .basic_publish(exchange.into(), message.routing_key.into(), options, message.body, properties)
+                .basic_publish(
+                    exchange.into(),
+                    message.routing_key.into(),
+                    options,
+                    message.body,
+                    properties,
+                )
                 .await?
                 .await
         })
@@ -172,7 +182,9 @@ impl Broker {
         .map_err(|_| PublishError::Timeout(timeout))??;
         match confirmation {
             Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) => Err(PublishError::Returned(returned.reply_text.to_string())),
+            Confirmation::Ack(Some(returned)) => {
+                Err(PublishError::Returned(returned.reply_text.to_string()))
+            }
             Confirmation::Nack(_) => Err(PublishError::Nacked),
             // The publisher channel is always in confirm mode; this would be a bug.
             Confirmation::NotRequested => Err(PublishError::Unavailable),
@@ -191,7 +203,11 @@ impl Broker {
     ) -> Result<(), PublishError> {
         let mut table = delivery.properties.headers().clone().unwrap_or_default();
         headers::put_str(&mut table, headers::REASON, reason);
-        headers::put_str(&mut table, headers::FROM_QUEUE, delivery.routing_key.as_str());
+        headers::put_str(
+            &mut table,
+            headers::ROUTING_KEY,
+            delivery.routing_key.as_str(),
+        );
         for (k, v) in std::mem::take(&mut extra).inner() {
             table.insert(k.clone(), v.clone());
         }
@@ -244,7 +260,9 @@ async fn supervise(inner: Arc<Inner>, stop: CancellationToken) {
                 )
                 .await;
                 match lost {
-                    Some(reason) => tracing::warn!(%reason, "lost the RabbitMQ connection, reconnecting"),
+                    Some(reason) => {
+                        tracing::warn!(%reason, "lost the RabbitMQ connection, reconnecting")
+                    }
                     None => return,
                 }
             }
@@ -273,11 +291,17 @@ fn backoff(max: Duration) -> impl Iterator<Item = Duration> {
 async fn connect(settings: &BrokerSettings) -> Result<Session, String> {
     let properties = ConnectionProperties::default()
         .with_connection_name(settings.connection_name.clone().into());
-    let connection = tokio::time::timeout(Duration::from_secs(10), Connection::connect(&settings.url, properties))
+    let connection = tokio::time::timeout(
+        Duration::from_secs(10),
+        Connection::connect(&settings.url, properties),
+    )
+    .await
+    .map_err(|_| "connect timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
+    let channel = connection
+        .create_channel()
         .await
-        .map_err(|_| "connect timed out".to_owned())?
         .map_err(|e| e.to_string())?;
-    let channel = connection.create_channel().await.map_err(|e| e.to_string())?;
     settings
         .topology
         .declare(&channel)

@@ -7,7 +7,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use lapin::{
     message::Delivery,
-    options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    },
     types::FieldTable,
 };
 use tokio::task::JoinSet;
@@ -49,7 +51,12 @@ pub struct Consumer {
 ///
 /// On stop: cancel the consumer (no new deliveries), wait up to `grace` for in-flight handlers,
 /// then close the channel; whatever is still unacknowledged goes back to the queue.
-pub async fn run<H: Handler>(broker: Broker, consumer: Consumer, handler: Arc<H>, stop: CancellationToken) {
+pub async fn run<H: Handler>(
+    broker: Broker,
+    consumer: Consumer,
+    handler: Arc<H>,
+    stop: CancellationToken,
+) {
     let mut sessions = broker.sessions();
     let mut in_flight = JoinSet::new();
     loop {
@@ -61,7 +68,15 @@ pub async fn run<H: Handler>(broker: Broker, consumer: Consumer, handler: Arc<H>
                 Err(_) => break,
             },
         };
-        match consume_session(&session.connection, &consumer, &handler, &stop, &mut in_flight).await {
+        match consume_session(
+            &session.connection,
+            &consumer,
+            &handler,
+            &stop,
+            &mut in_flight,
+        )
+        .await
+        {
             Ok(()) => break,
             Err(error) => {
                 tracing::warn!(queue = %consumer.queue, %error, "consumer interrupted, resuming after reconnect");
@@ -145,11 +160,17 @@ async fn drain(in_flight: &mut JoinSet<()>, grace: Duration, queue: &str) {
     }
     let pending = in_flight.len();
     tracing::info!(queue, pending, "waiting for in-flight messages");
-    if tokio::time::timeout(grace, async { while in_flight.join_next().await.is_some() {} })
-        .await
-        .is_err()
+    if tokio::time::timeout(grace, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
     {
-        tracing::warn!(queue, remaining = in_flight.len(), "grace period over, handing messages back");
+        tracing::warn!(
+            queue,
+            remaining = in_flight.len(),
+            "grace period over, handing messages back"
+        );
         in_flight.abort_all();
     }
 }

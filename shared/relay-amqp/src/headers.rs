@@ -14,12 +14,15 @@ pub const STATUS: &str = "x-relay-status";
 pub const RESPONSE: &str = "x-relay-response";
 /// Destination of a job.
 pub const DESTINATION: &str = "x-relay-destination";
-/// Queue a message was dead-lettered from.
-pub const FROM_QUEUE: &str = "x-relay-from-queue";
+/// Routing key the message had when it was dead-lettered (replay publishes with it again).
+pub const ROUTING_KEY: &str = "x-relay-routing-key";
 
 /// Inserts a string header.
 pub fn put_str(table: &mut FieldTable, key: &str, value: impl Into<String>) {
-    table.insert(key.into(), AMQPValue::LongString(LongString::from(value.into())));
+    table.insert(
+        key.into(),
+        AMQPValue::LongString(LongString::from(value.into())),
+    );
 }
 
 /// Inserts an integer header.

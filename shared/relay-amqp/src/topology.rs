@@ -53,7 +53,12 @@ impl Topology {
 
         // Unrouted events: declared first, it is the alternate exchange of relay.events.
         channel
-            .exchange_declare(routing::UNROUTED.into(), ExchangeKind::Fanout, durable, FieldTable::default())
+            .exchange_declare(
+                routing::UNROUTED.into(),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
             .await?;
         declare_queue(channel, routing::UNROUTED, quorum()).await?;
         bind(channel, routing::UNROUTED, routing::UNROUTED, "").await?;
@@ -63,12 +68,22 @@ impl Topology {
         let mut events_args = FieldTable::default();
         events_args.insert("alternate-exchange".into(), text(routing::UNROUTED));
         channel
-            .exchange_declare(routing::EVENTS_EXCHANGE.into(), ExchangeKind::Topic, durable, events_args)
+            .exchange_declare(
+                routing::EVENTS_EXCHANGE.into(),
+                ExchangeKind::Topic,
+                durable,
+                events_args,
+            )
             .await?;
 
         // Parking lots.
         channel
-            .exchange_declare(routing::DEAD_EXCHANGE.into(), ExchangeKind::Direct, durable, FieldTable::default())
+            .exchange_declare(
+                routing::DEAD_EXCHANGE.into(),
+                ExchangeKind::Direct,
+                durable,
+                FieldTable::default(),
+            )
             .await?;
         for (queue, key) in [
             (routing::DEAD_EVENTS_QUEUE, routing::DEAD_EVENTS_KEY),
@@ -81,7 +96,12 @@ impl Topology {
         // Outbound jobs. Fanout, so a retry copy coming back from a delay tier (which keeps its
         // routing key, the tier's queue name) lands here whatever that key is.
         channel
-            .exchange_declare(routing::DELIVERIES.into(), ExchangeKind::Fanout, durable, FieldTable::default())
+            .exchange_declare(
+                routing::DELIVERIES.into(),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
             .await?;
         let deliveries_args = self.with_delivery_limit(at_least_once_dead_letter(
             routing::DEAD_EXCHANGE,
@@ -158,11 +178,20 @@ async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> lapin
         durable: true,
         ..QueueDeclareOptions::default()
     };
-    channel.queue_declare(name.into(), options, args).await.map(|_| ())
+    channel
+        .queue_declare(name.into(), options, args)
+        .await
+        .map(|_| ())
 }
 
 async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
     channel
-        .queue_bind(queue.into(), exchange.into(), key.into(), QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await
 }

@@ -176,7 +176,12 @@ impl Store {
     }
 
     /// Writes the record of job `job_id`, expiring after `ttl`.
-    pub async fn put_delivery(&self, job_id: &str, record: &DeliveryRecord, ttl: Duration) -> Result<()> {
+    pub async fn put_delivery(
+        &self,
+        job_id: &str,
+        record: &DeliveryRecord,
+        ttl: Duration,
+    ) -> Result<()> {
         let key = self.key(&format!("delivery:{job_id}"));
         let text = serde_json::to_string(record)?;
         let ttl = ttl.as_secs().max(1);

@@ -69,7 +69,10 @@ pub fn init(service: &'static str, config: &TelemetryConfig) -> Result<Telemetry
     };
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if json {
-        fmt.json().flatten_event(true).with_current_span(true).boxed()
+        fmt.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .boxed()
     } else {
         fmt.boxed()
     };
@@ -102,7 +105,10 @@ pub fn init_for_tests() {
     });
 }
 
-fn tracer_provider(service: &'static str, endpoint: Option<&str>) -> Result<SdkTracerProvider, Error> {
+fn tracer_provider(
+    service: &'static str,
+    endpoint: Option<&str>,
+) -> Result<SdkTracerProvider, Error> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let mut builder = SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(service).build());
