@@ -71,17 +71,26 @@ impl DeliveryService {
             let webhook_secret = match d.signing {
                 Signing::StandardWebhooks => {
                     let field = format!("destinations.{name}.secret_env");
-                    let text = d.secret_env.as_ref().map_or(Ok(""), |s| s.require(&field))?;
-                    Some(standard_webhooks::Secret::parse(text).map_err(|e| ConfigError::Invalid {
-                        field,
-                        message: e.to_string(),
+                    let text = d
+                        .secret_env
+                        .as_ref()
+                        .map_or(Ok(""), |s| s.require(&field))?;
+                    Some(standard_webhooks::Secret::parse(text).map_err(|e| {
+                        ConfigError::Invalid {
+                            field,
+                            message: e.to_string(),
+                        }
                     })?)
                 }
                 _ => None,
             };
             destinations.insert(
                 name.clone(),
-                Destination { name: name.clone(), config: d.clone(), webhook_secret },
+                Destination {
+                    name: name.clone(),
+                    config: d.clone(),
+                    webhook_secret,
+                },
             );
         }
         let readiness = Readiness::new();
@@ -105,7 +114,10 @@ impl DeliveryService {
             .build()?;
         let admin = AdminServer::bind(config.delivery.admin_listen, readiness)
             .await
-            .map_err(|source| BuildError::Bind { addr: config.delivery.admin_listen, source })?;
+            .map_err(|source| BuildError::Bind {
+                addr: config.delivery.admin_listen,
+                source,
+            })?;
         let sender = Arc::new(send::Sender {
             broker: broker.clone(),
             store,
@@ -128,7 +140,9 @@ impl DeliveryService {
 
     /// The admin listener's address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().expect("bound listener has an address")
+        self.admin
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     /// Consumes `relay.deliveries` until `stop`, then drains and closes.

@@ -20,7 +20,9 @@ async fn main() -> anyhow::Result<()> {
     config.validate_delivery()?;
     let _telemetry = relay_telemetry::init("relay-delivery", &config.telemetry)?;
     let stop = relay_telemetry::shutdown::on_signal();
-    let service = relay_delivery::DeliveryService::build(config).await.context("starting relay-delivery")?;
+    let service = relay_delivery::DeliveryService::build(config)
+        .await
+        .context("starting relay-delivery")?;
     tracing::info!(admin = %service.admin_addr(), "relay-delivery consuming");
     service.run_until_stopped(stop).await?;
     Ok(())

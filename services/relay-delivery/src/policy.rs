@@ -54,7 +54,13 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// The pause before attempt `next_attempt` (2 for the first retry): `base * 2^(n-2)` capped at
 /// `max`, with "equal jitter" (a random point in the upper half), and never less than the
 /// destination's `Retry-After`.
-pub fn retry_delay(next_attempt: u32, base: Duration, max: Duration, retry_after: Option<Duration>, unit_random: f64) -> Duration {
+pub fn retry_delay(
+    next_attempt: u32,
+    base: Duration,
+    max: Duration,
+    retry_after: Option<Duration>,
+    unit_random: f64,
+) -> Duration {
     let exponent = next_attempt.saturating_sub(2).min(30);
     let raw = base.saturating_mul(1u32 << exponent).min(max);
     let jittered = raw.mul_f64(0.5 + 0.5 * unit_random.clamp(0.0, 1.0));
@@ -82,7 +88,10 @@ mod tests {
         assert_eq!(classify(200, None, NOW), Outcome::Delivered(200));
         assert_eq!(classify(204, None, NOW), Outcome::Delivered(204));
         for s in [408, 429, 500, 502, 503, 504] {
-            assert!(matches!(classify(s, None, NOW), Outcome::Retryable { .. }), "{s}");
+            assert!(
+                matches!(classify(s, None, NOW), Outcome::Retryable { .. }),
+                "{s}"
+            );
         }
         assert_eq!(classify(410, None, NOW), Outcome::Gone);
         for s in [301, 302, 400, 401, 403, 404, 422] {
@@ -92,14 +101,19 @@ mod tests {
 
     #[test]
     fn retry_after_in_seconds_or_http_date() {
-        assert_eq!(parse_retry_after("120", NOW), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", NOW),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Thu, 01 Jan 1970 00:01:00 GMT", NOW),
             Some(Duration::from_secs(60))
         );
         assert_eq!(parse_retry_after("soon", NOW), None);
         match classify(503, Some("7"), NOW) {
-            Outcome::Retryable { retry_after, .. } => assert_eq!(retry_after, Some(Duration::from_secs(7))),
+            Outcome::Retryable { retry_after, .. } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(7)))
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -113,15 +127,34 @@ mod tests {
         assert_eq!(retry_delay(5, base, max, None, 1.0), Duration::from_secs(8));
         assert_eq!(retry_delay(5, base, max, None, 0.0), Duration::from_secs(4));
         assert_eq!(retry_delay(40, base, max, None, 1.0), max);
-        assert_eq!(retry_delay(2, base, max, Some(Duration::from_secs(30)), 0.0), Duration::from_secs(30));
+        assert_eq!(
+            retry_delay(2, base, max, Some(Duration::from_secs(30)), 0.0),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]
     fn tiers_round_up_then_saturate() {
-        let tiers = [Duration::from_secs(1), Duration::from_secs(5), Duration::from_secs(30)];
-        assert_eq!(pick_tier(&tiers, Duration::from_millis(10)), Duration::from_secs(1));
-        assert_eq!(pick_tier(&tiers, Duration::from_secs(2)), Duration::from_secs(5));
-        assert_eq!(pick_tier(&tiers, Duration::from_secs(5)), Duration::from_secs(5));
-        assert_eq!(pick_tier(&tiers, Duration::from_secs(99)), Duration::from_secs(30));
+        let tiers = [
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+            Duration::from_secs(30),
+        ];
+        assert_eq!(
+            pick_tier(&tiers, Duration::from_millis(10)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            pick_tier(&tiers, Duration::from_secs(2)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            pick_tier(&tiers, Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            pick_tier(&tiers, Duration::from_secs(99)),
+            Duration::from_secs(30)
+        );
     }
 }

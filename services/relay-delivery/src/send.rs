@@ -56,13 +56,20 @@ impl Sender {
         let job: DeliveryJob = match serde_json::from_slice(&delivery.data) {
             Ok(job) => job,
             Err(e) => {
-                let failure = Failure { reason: "malformed_job", detail: format!("not a delivery job: {e}"), status: None, response: None };
+                let failure = Failure {
+                    reason: "malformed_job",
+                    detail: format!("not a delivery job: {e}"),
+                    status: None,
+                    response: None,
+                };
                 return self.park(delivery, None, 0, failure).await;
             }
         };
-        let attempt = u32::try_from(headers::get_int(delivery.properties.headers().as_ref(), headers::ATTEMPT).unwrap_or(0))
-            .unwrap_or(0)
-            .saturating_add(1);
+        let attempt = u32::try_from(
+            headers::get_int(delivery.properties.headers().as_ref(), headers::ATTEMPT).unwrap_or(0),
+        )
+        .unwrap_or(0)
+        .saturating_add(1);
         let span = tracing::Span::current();
         span.record("job_id", job.id.as_str());
         span.record("destination", job.destination.as_str());
@@ -75,7 +82,9 @@ impl Sender {
                 return Disposition::Ack;
             }
             Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "delivery record unavailable; sending without the duplicate check"),
+            Err(error) => {
+                tracing::warn!(%error, "delivery record unavailable; sending without the duplicate check")
+            }
         }
 
         let Some(destination) = self.destinations.get(&job.destination) else {
@@ -104,28 +113,58 @@ impl Sender {
         match outcome {
             Outcome::Delivered(status) => {
                 tracing::info!(status, "delivered");
-                self.record(&job, DeliveryStatus::Delivered, attempt, format!("status {status}")).await;
+                self.record(
+                    &job,
+                    DeliveryStatus::Delivered,
+                    attempt,
+                    format!("status {status}"),
+                )
+                .await;
                 Disposition::Ack
             }
-            Outcome::Retryable { reason, status, retry_after } => {
+            Outcome::Retryable {
+                reason,
+                status,
+                retry_after,
+            } => {
                 let deadline = destination_deadline(&job, destination);
                 let out_of_attempts = attempt >= destination.config.max_attempts;
                 let expired = OffsetDateTime::now_utc() >= deadline;
                 if out_of_attempts || expired {
-                    let why = if out_of_attempts { "attempts_exhausted" } else { "expired" };
-                    let failure = Failure { reason: why, detail: format!("last attempt: {reason}"), status, response };
+                    let why = if out_of_attempts {
+                        "attempts_exhausted"
+                    } else {
+                        "expired"
+                    };
+                    let failure = Failure {
+                        reason: why,
+                        detail: format!("last attempt: {reason}"),
+                        status,
+                        response,
+                    };
                     return self.park(delivery, Some(&job), attempt, failure).await;
                 }
-                self.retry(delivery, &job, attempt, &reason, retry_after).await
+                self.retry(delivery, &job, attempt, &reason, retry_after)
+                    .await
             }
             Outcome::Gone => {
                 tracing::error!(destination = %destination.name, "destination answered 410 Gone; check its configuration");
                 metrics::counter!("relay_delivery_destination_gone_total", "destination" => destination.name.clone()).increment(1);
-                let failure = Failure { reason: "gone", detail: "status 410".to_owned(), status: Some(410), response };
+                let failure = Failure {
+                    reason: "gone",
+                    detail: "status 410".to_owned(),
+                    status: Some(410),
+                    response,
+                };
                 self.park(delivery, Some(&job), attempt, failure).await
             }
             Outcome::Permanent(status) => {
-                let failure = Failure { reason: "http_status", detail: format!("status {status}"), status: Some(status), response };
+                let failure = Failure {
+                    reason: "http_status",
+                    detail: format!("status {status}"),
+                    status: Some(status),
+                    response,
+                };
                 self.park(delivery, Some(&job), attempt, failure).await
             }
         }
@@ -134,9 +173,14 @@ impl Sender {
     /// Builds, signs and sends the request. Signing happens here, at send time, with the secret
     /// from configuration: it never travels through the broker, and a rotated secret applies to
     /// the next attempt.
-    async fn send(&self, destination: &Destination, job: &DeliveryJob) -> (Outcome, Option<String>) {
+    async fn send(
+        &self,
+        destination: &Destination,
+        job: &DeliveryJob,
+    ) -> (Outcome, Option<String>) {
         let url = format!("{}{}", destination.config.url, job.path);
-        let method = reqwest::Method::from_bytes(job.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let method =
+            reqwest::Method::from_bytes(job.method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let mut http_headers = reqwest::header::HeaderMap::new();
         for (name, value) in destination.config.headers.iter().chain(job.headers.iter()) {
             if let (Ok(n), Ok(v)) = (
@@ -155,19 +199,35 @@ impl Sender {
             .headers(http_headers)
             .header(reqwest::header::CONTENT_TYPE, job.content_type.as_str())
             .header("Idempotency-Key", job.idempotency_key.as_str());
-        let secret = destination.config.secret_env.as_ref().and_then(|s| s.value()).unwrap_or_default();
+        let secret = destination
+            .config
+            .secret_env
+            .as_ref()
+            .and_then(|s| s.value())
+            .unwrap_or_default();
         request = match destination.config.signing {
             Signing::None => request,
             Signing::StandardWebhooks => {
-                let key = destination.webhook_secret.as_ref().expect("checked at build");
+                let key = destination
+                    .webhook_secret
+                    .as_ref()
+                    .expect("checked at build");
                 let now = OffsetDateTime::now_utc().unix_timestamp();
                 request
                     .header(standard_webhooks::ID_HEADER, job.id.as_str())
                     .header(standard_webhooks::TIMESTAMP_HEADER, now.to_string())
-                    .header(standard_webhooks::SIGNATURE_HEADER, standard_webhooks::sign(key, &job.id, now, body))
+                    .header(
+                        standard_webhooks::SIGNATURE_HEADER,
+                        standard_webhooks::sign(key, &job.id, now, body),
+                    )
             }
-            Signing::ReamazeHmac => request.header(reamaze::HEADER, reamaze::sign(secret.as_bytes(), body)),
-            Signing::Basic => request.basic_auth(destination.config.username.as_deref().unwrap_or_default(), Some(secret)),
+            Signing::ReamazeHmac => {
+                request.header(reamaze::HEADER, reamaze::sign(secret.as_bytes(), body))
+            }
+            Signing::Basic => request.basic_auth(
+                destination.config.username.as_deref().unwrap_or_default(),
+                Some(secret),
+            ),
         };
         match request.body(job.body.clone()).send().await {
             Ok(mut response) => {
@@ -178,7 +238,11 @@ impl Sender {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
                 let outcome = policy::classify(status, retry_after.as_deref(), SystemTime::now());
-                let snippet = if matches!(outcome, Outcome::Delivered(_)) { None } else { Some(snippet(&mut response).await) };
+                let snippet = if matches!(outcome, Outcome::Delivered(_)) {
+                    None
+                } else {
+                    Some(snippet(&mut response).await)
+                };
                 (outcome, snippet)
             }
             Err(e) => {
@@ -190,14 +254,34 @@ impl Sender {
                     "request error"
                 };
                 tracing::info!(error = %e, "attempt failed");
-                (Outcome::Retryable { reason: reason.to_owned(), status: None, retry_after: None }, None)
+                (
+                    Outcome::Retryable {
+                        reason: reason.to_owned(),
+                        status: None,
+                        retry_after: None,
+                    },
+                    None,
+                )
             }
         }
     }
 
     /// Parks a retry copy in the right delay tier, then acks the original.
-    async fn retry(&self, delivery: &Delivery, job: &DeliveryJob, attempt: u32, reason: &str, retry_after: Option<Duration>) -> Disposition {
-        let delay = policy::retry_delay(attempt + 1, self.backoff_base, self.backoff_max, retry_after, fastrand::f64());
+    async fn retry(
+        &self,
+        delivery: &Delivery,
+        job: &DeliveryJob,
+        attempt: u32,
+        reason: &str,
+        retry_after: Option<Duration>,
+    ) -> Disposition {
+        let delay = policy::retry_delay(
+            attempt + 1,
+            self.backoff_base,
+            self.backoff_max,
+            retry_after,
+            fastrand::f64(),
+        );
         let tier = policy::pick_tier(&self.tiers, delay);
         let queue = routing::retry_queue(tier);
         let mut table = FieldTable::default();
@@ -217,7 +301,8 @@ impl Sender {
         match published {
             Ok(()) => {
                 tracing::info!(reason, tier = %queue, attempt, "will retry");
-                self.record(job, DeliveryStatus::Retrying, attempt, reason.to_owned()).await;
+                self.record(job, DeliveryStatus::Retrying, attempt, reason.to_owned())
+                    .await;
                 Disposition::Ack
             }
             Err(error) => {
@@ -228,7 +313,13 @@ impl Sender {
     }
 
     /// Dead-letters the job with its reason, then acks the original.
-    async fn park(&self, delivery: &Delivery, job: Option<&DeliveryJob>, attempt: u32, failure: Failure) -> Disposition {
+    async fn park(
+        &self,
+        delivery: &Delivery,
+        job: Option<&DeliveryJob>,
+        attempt: u32,
+        failure: Failure,
+    ) -> Disposition {
         tracing::warn!(reason = failure.reason, detail = %failure.detail, "dead-lettering the job");
         let mut extra = FieldTable::default();
         headers::put_str(&mut extra, headers::DETAIL, failure.detail.as_str());
@@ -239,10 +330,20 @@ impl Sender {
         if let Some(response) = &failure.response {
             headers::put_str(&mut extra, headers::RESPONSE, response.as_str());
         }
-        match self.broker.dead_letter(routing::DEAD_DELIVERIES_KEY, delivery, failure.reason, extra).await {
+        match self
+            .broker
+            .dead_letter(
+                routing::DEAD_DELIVERIES_KEY,
+                delivery,
+                failure.reason,
+                extra,
+            )
+            .await
+        {
             Ok(()) => {
                 if let Some(job) = job {
-                    self.record(job, DeliveryStatus::Dead, attempt, failure.detail).await;
+                    self.record(job, DeliveryStatus::Dead, attempt, failure.detail)
+                        .await;
                 }
                 Disposition::Ack
             }
@@ -253,7 +354,13 @@ impl Sender {
         }
     }
 
-    async fn record(&self, job: &DeliveryJob, status: DeliveryStatus, attempts: u32, last_outcome: String) {
+    async fn record(
+        &self,
+        job: &DeliveryJob,
+        status: DeliveryStatus,
+        attempts: u32,
+        last_outcome: String,
+    ) {
         let record = DeliveryRecord {
             status,
             attempts,
@@ -263,7 +370,11 @@ impl Sender {
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
         };
-        if let Err(error) = self.store.put_delivery(&job.id, &record, self.record_ttl).await {
+        if let Err(error) = self
+            .store
+            .put_delivery(&job.id, &record, self.record_ttl)
+            .await
+        {
             // Not worth failing the job over: the broker state is authoritative, and the
             // Idempotency-Key covers a re-send.
             tracing::warn!(%error, "could not write the delivery record");

@@ -106,12 +106,19 @@ impl Ingress {
             retry_after_secs: ingress.retry_after.as_secs().max(1),
             dedup_ttl: config.redis.dedup_ttl,
         });
-        let listener = TcpListener::bind(ingress.listen)
-            .await
-            .map_err(|source| BuildError::Bind { addr: ingress.listen, source })?;
+        let listener =
+            TcpListener::bind(ingress.listen)
+                .await
+                .map_err(|source| BuildError::Bind {
+                    addr: ingress.listen,
+                    source,
+                })?;
         let admin = AdminServer::bind(ingress.admin_listen, readiness.clone())
             .await
-            .map_err(|source| BuildError::Bind { addr: ingress.admin_listen, source })?;
+            .map_err(|source| BuildError::Bind {
+                addr: ingress.admin_listen,
+                source,
+            })?;
         Ok(Self {
             listener,
             admin,
@@ -124,12 +131,16 @@ impl Ingress {
 
     /// The public listener's address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     /// The admin listener's address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().expect("bound listener has an address")
+        self.admin
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     /// Serves until `stop`, then drains: not ready at once, in-flight requests get the grace
@@ -205,8 +216,10 @@ fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
     };
     let text = value.to_str().unwrap_or_default().to_ascii_lowercase();
     let essence = text.split(';').next().unwrap_or_default().trim();
-    let ok = matches!(essence, "application/json" | "text/json" | "text/plain" | "")
-        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    let ok = matches!(
+        essence,
+        "application/json" | "text/json" | "text/plain" | ""
+    ) || (essence.starts_with("application/") && essence.ends_with("+json"));
     if ok {
         Ok(())
     } else {
@@ -225,7 +238,11 @@ struct Accepted {
     duplicates: usize,
 }
 
-async fn voximplant_callbacks(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn voximplant_callbacks(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let result = handle_voximplant(&app, &headers, body).await;
     let outcome = match &result {
@@ -245,7 +262,11 @@ async fn voximplant_callbacks(State(app): State<AppState>, headers: HeaderMap, b
     }
 }
 
-async fn handle_voximplant(app: &Shared, headers: &HeaderMap, body: Body) -> Result<Accepted, Problem> {
+async fn handle_voximplant(
+    app: &Shared,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Accepted, Problem> {
     require_json(headers)?;
     let bytes = read_body(body, app.body_limit).await?;
     let callbacks = voximplant::parse(&bytes)?;
@@ -257,9 +278,25 @@ async fn handle_voximplant(app: &Shared, headers: &HeaderMap, body: Body) -> Res
             .accounts
             .get(&cb.account_id)
             .and_then(EnvSecret::value)
-            .ok_or_else(|| Problem::BadSignature(format!("callbacks[{i}]: account {} is not configured", cb.account_id)))?;
-        relay_signing::voximplant::verify_callback(salt, cb.account_id, key, cb.callback_id, &cb.hash)
-            .map_err(|e| Problem::BadSignature(format!("callbacks[{i}] (callback_id {}): {e}", cb.callback_id)))?;
+            .ok_or_else(|| {
+                Problem::BadSignature(format!(
+                    "callbacks[{i}]: account {} is not configured",
+                    cb.account_id
+                ))
+            })?;
+        relay_signing::voximplant::verify_callback(
+            salt,
+            cb.account_id,
+            key,
+            cb.callback_id,
+            &cb.hash,
+        )
+        .map_err(|e| {
+            Problem::BadSignature(format!(
+                "callbacks[{i}] (callback_id {}): {e}",
+                cb.callback_id
+            ))
+        })?;
     }
 
     // Collapse repeats inside the request, then drop what an earlier request already stored.
@@ -311,19 +348,34 @@ async fn handle_voximplant(app: &Shared, headers: &HeaderMap, body: Body) -> Res
     .await;
     if let Some(error) = results.into_iter().find_map(Result::err) {
         tracing::warn!(%error, "publish failed, answering 503");
-        return Err(Problem::BrokerUnavailable { retry_after_secs: app.retry_after_secs });
+        return Err(Problem::BrokerUnavailable {
+            retry_after_secs: app.retry_after_secs,
+        });
     }
 
     // Only now, with every event confirmed, remember them.
-    if let Err(error) = app.store.mark_seen(voximplant::SOURCE, &to_mark, app.dedup_ttl).await {
+    if let Err(error) = app
+        .store
+        .mark_seen(voximplant::SOURCE, &to_mark, app.dedup_ttl)
+        .await
+    {
         tracing::warn!(%error, "could not write dedup marks; a re-send will be published again");
     }
-    metrics::counter!("relay_ingress_events_total", "source" => voximplant::SOURCE).increment(to_publish.len() as u64);
+    metrics::counter!("relay_ingress_events_total", "source" => voximplant::SOURCE)
+        .increment(to_publish.len() as u64);
     if duplicates > 0 {
-        metrics::counter!("relay_ingress_duplicates_total", "source" => voximplant::SOURCE).increment(duplicates as u64);
+        metrics::counter!("relay_ingress_duplicates_total", "source" => voximplant::SOURCE)
+            .increment(duplicates as u64);
     }
-    tracing::info!(accepted = to_publish.len(), duplicates, "voximplant callbacks accepted");
-    Ok(Accepted { accepted: to_publish.len(), duplicates })
+    tracing::info!(
+        accepted = to_publish.len(),
+        duplicates,
+        "voximplant callbacks accepted"
+    );
+    Ok(Accepted {
+        accepted: to_publish.len(),
+        duplicates,
+    })
 }
 
 #[cfg(test)]
@@ -340,11 +392,26 @@ mod tests {
     #[test]
     fn json_media_types_are_accepted_others_refused() {
         assert!(require_json(&HeaderMap::new()).is_ok());
-        for ok in ["application/json", "application/json; charset=utf-8", "text/plain", "application/cloudevents+json"] {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "text/plain",
+            "application/cloudevents+json",
+        ] {
             assert!(require_json(&with_type(ok)).is_ok(), "{ok}");
         }
-        for bad in ["application/x-www-form-urlencoded", "application/xml", "multipart/form-data"] {
-            assert!(matches!(require_json(&with_type(bad)), Err(Problem::UnsupportedMediaType(_))), "{bad}");
+        for bad in [
+            "application/x-www-form-urlencoded",
+            "application/xml",
+            "multipart/form-data",
+        ] {
+            assert!(
+                matches!(
+                    require_json(&with_type(bad)),
+                    Err(Problem::UnsupportedMediaType(_))
+                ),
+                "{bad}"
+            );
         }
     }
 }

@@ -20,7 +20,9 @@ async fn main() -> anyhow::Result<()> {
     config.validate_ingress()?;
     let _telemetry = relay_telemetry::init("relay-ingress", &config.telemetry)?;
     let stop = relay_telemetry::shutdown::on_signal();
-    let ingress = relay_ingress::Ingress::build(config).await.context("starting relay-ingress")?;
+    let ingress = relay_ingress::Ingress::build(config)
+        .await
+        .context("starting relay-ingress")?;
     tracing::info!(listen = %ingress.local_addr(), admin = %ingress.admin_addr(), "relay-ingress serving");
     ingress.run_until_stopped(stop).await?;
     Ok(())

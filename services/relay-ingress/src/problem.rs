@@ -75,8 +75,18 @@ impl Problem {
 
     fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
         match self {
-            Problem::BadSignature(d) => (StatusCode::UNAUTHORIZED, types::BAD_SIGNATURE, "Signature does not verify", d.clone()),
-            Problem::Malformed(d) => (StatusCode::BAD_REQUEST, types::MALFORMED_BODY, "Malformed request body", d.clone()),
+            Problem::BadSignature(d) => (
+                StatusCode::UNAUTHORIZED,
+                types::BAD_SIGNATURE,
+                "Signature does not verify",
+                d.clone(),
+            ),
+            Problem::Malformed(d) => (
+                StatusCode::BAD_REQUEST,
+                types::MALFORMED_BODY,
+                "Malformed request body",
+                d.clone(),
+            ),
             Problem::TooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 types::PAYLOAD_TOO_LARGE,
@@ -95,7 +105,12 @@ impl Problem {
                 "Event store unavailable",
                 "the events were not stored; retry after the indicated delay".to_owned(),
             ),
-            Problem::NotFound => (StatusCode::NOT_FOUND, types::NOT_FOUND, "Not found", "no such route".to_owned()),
+            Problem::NotFound => (
+                StatusCode::NOT_FOUND,
+                types::NOT_FOUND,
+                "Not found",
+                "no such route".to_owned(),
+            ),
             Problem::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 types::METHOD_NOT_ALLOWED,
@@ -118,7 +133,10 @@ impl IntoResponse for Problem {
         .unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Problem::BrokerUnavailable { retry_after_secs } = self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }

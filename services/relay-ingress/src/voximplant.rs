@@ -60,7 +60,9 @@ pub fn parse(body: &[u8]) -> Result<Vec<Callback>, Problem> {
     let list = value
         .get("callbacks")
         .and_then(Value::as_array)
-        .ok_or_else(|| Problem::Malformed("expected an object with a `callbacks` array".to_owned()))?;
+        .ok_or_else(|| {
+            Problem::Malformed("expected an object with a `callbacks` array".to_owned())
+        })?;
     if list.is_empty() {
         return Err(Problem::Malformed("`callbacks` is empty".to_owned()));
     }
@@ -73,8 +75,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<Callback>, Problem> {
 fn parse_one(index: usize, item: &Value) -> Result<Callback, Problem> {
     let bad = |what: &str| Problem::Malformed(format!("callbacks[{index}]: {what}"));
     let object = item.as_object().ok_or_else(|| bad("not an object"))?;
-    let account_id = id_field(object, "account_id").ok_or_else(|| bad("`account_id` must be a non-negative integer"))?;
-    let callback_id = id_field(object, "callback_id").ok_or_else(|| bad("`callback_id` must be a non-negative integer"))?;
+    let account_id = id_field(object, "account_id")
+        .ok_or_else(|| bad("`account_id` must be a non-negative integer"))?;
+    let callback_id = id_field(object, "callback_id")
+        .ok_or_else(|| bad("`callback_id` must be a non-negative integer"))?;
     let kind = object
         .get("type")
         .and_then(Value::as_str)
@@ -102,7 +106,9 @@ fn parse_one(index: usize, item: &Value) -> Result<Callback, Problem> {
 fn id_field(object: &Map<String, Value>, name: &str) -> Option<u64> {
     match object.get(name)? {
         Value::Number(n) => n.as_u64(),
-        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().ok()
+        }
         _ => None,
     }
 }
@@ -151,7 +157,10 @@ mod tests {
         let cbs = parse(&b).unwrap();
         assert_eq!(cbs.len(), 1);
         let cb = &cbs[0];
-        assert_eq!((cb.account_id, cb.callback_id, cb.kind.as_str()), (12345, 99, "min_balance"));
+        assert_eq!(
+            (cb.account_id, cb.callback_id, cb.kind.as_str()),
+            (12345, 99, "min_balance")
+        );
         assert_eq!(cb.routing_key(), "voximplant.min_balance");
         assert!(!cb.data.contains_key("hash"));
         assert_eq!(cb.data["brand_new_field"]["x"], 1);
@@ -181,15 +190,38 @@ mod tests {
             (b"{}".to_vec(), "`callbacks` array"),
             (body(serde_json::json!([])), "empty"),
             (body(serde_json::json!([1])), "callbacks[0]: not an object"),
-            (body(serde_json::json!([{"type": "a", "account_id": 1, "hash": "x"}])), "callback_id"),
-            (body(serde_json::json!([{"callback_id": -1, "type": "a", "account_id": 1, "hash": "x"}])), "callback_id"),
-            (body(serde_json::json!([{"callback_id": 1, "type": "a.b", "account_id": 1, "hash": "x"}])), "`type`"),
-            (body(serde_json::json!([{"callback_id": 1, "type": "#", "account_id": 1, "hash": "x"}])), "`type`"),
-            (body(serde_json::json!([{"callback_id": 1, "type": "a", "account_id": 1}])), "`hash`"),
+            (
+                body(serde_json::json!([{"type": "a", "account_id": 1, "hash": "x"}])),
+                "callback_id",
+            ),
+            (
+                body(
+                    serde_json::json!([{"callback_id": -1, "type": "a", "account_id": 1, "hash": "x"}]),
+                ),
+                "callback_id",
+            ),
+            (
+                body(
+                    serde_json::json!([{"callback_id": 1, "type": "a.b", "account_id": 1, "hash": "x"}]),
+                ),
+                "`type`",
+            ),
+            (
+                body(
+                    serde_json::json!([{"callback_id": 1, "type": "#", "account_id": 1, "hash": "x"}]),
+                ),
+                "`type`",
+            ),
+            (
+                body(serde_json::json!([{"callback_id": 1, "type": "a", "account_id": 1}])),
+                "`hash`",
+            ),
         ];
         for (b, expected) in cases {
             match parse(&b) {
-                Err(Problem::Malformed(detail)) => assert!(detail.contains(expected), "{detail} !~ {expected}"),
+                Err(Problem::Malformed(detail)) => {
+                    assert!(detail.contains(expected), "{detail} !~ {expected}")
+                }
                 other => panic!("expected malformed for {expected}, got {other:?}"),
             }
         }
@@ -198,7 +230,9 @@ mod tests {
     #[test]
     fn never_panics_on_arbitrary_bytes() {
         // A cheap deterministic fuzz: every prefix and every single-byte corruption of a valid body.
-        let valid = body(serde_json::json!([{"callback_id": 1, "type": "a", "account_id": 1, "hash": "x"}]));
+        let valid = body(
+            serde_json::json!([{"callback_id": 1, "type": "a", "account_id": 1, "hash": "x"}]),
+        );
         for end in 0..valid.len() {
             let _ = parse(&valid[..end]);
         }

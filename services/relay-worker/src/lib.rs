@@ -65,7 +65,10 @@ impl Worker {
         );
         let admin = AdminServer::bind(config.worker.admin_listen, readiness)
             .await
-            .map_err(|source| BuildError::Bind { addr: config.worker.admin_listen, source })?;
+            .map_err(|source| BuildError::Bind {
+                addr: config.worker.admin_listen,
+                source,
+            })?;
         let alert = &config.worker.min_balance_alert;
         Ok(Self {
             admin,
@@ -83,7 +86,9 @@ impl Worker {
 
     /// The admin listener's address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().expect("bound listener has an address")
+        self.admin
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     /// Consumes every handler queue until `stop`, then drains and closes.
@@ -114,7 +119,11 @@ struct MinBalanceAlert {
 
 impl Handler for MinBalanceAlert {
     async fn handle(&self, delivery: &Delivery) -> Disposition {
-        let span = tracing::info_span!("worker.handle", otel.kind = "consumer", handler = min_balance::NAME);
+        let span = tracing::info_span!(
+            "worker.handle",
+            otel.kind = "consumer",
+            handler = min_balance::NAME
+        );
         relay_amqp::trace::set_parent_from(&span, &delivery.properties);
         async {
             let outcome = self.process(delivery).await;

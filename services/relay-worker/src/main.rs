@@ -20,7 +20,9 @@ async fn main() -> anyhow::Result<()> {
     config.validate_worker()?;
     let _telemetry = relay_telemetry::init("relay-worker", &config.telemetry)?;
     let stop = relay_telemetry::shutdown::on_signal();
-    let worker = relay_worker::Worker::build(config).await.context("starting relay-worker")?;
+    let worker = relay_worker::Worker::build(config)
+        .await
+        .context("starting relay-worker")?;
     tracing::info!(admin = %worker.admin_addr(), "relay-worker consuming");
     worker.run_until_stopped(stop).await?;
     Ok(())

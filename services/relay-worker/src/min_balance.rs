@@ -32,19 +32,33 @@ pub struct Alert {
 impl Alert {
     /// Reads the alert out of a `com.voximplant.account.min_balance` event.
     pub fn from_event(event: &CloudEvent) -> Result<Self, String> {
-        let data = event.data.as_object().ok_or("event data is not an object")?;
+        let data = event
+            .data
+            .as_object()
+            .ok_or("event data is not an object")?;
         let account_id = match data.get("account_id") {
             Some(Value::Number(n)) => n.to_string(),
             Some(Value::String(s)) => s.clone(),
             _ => event.subject.clone().ok_or("event has no account id")?,
         };
         let flags = data.get("min_balance").and_then(Value::as_object);
-        let flag = |name: &str| flags.and_then(|f| f.get(name)).and_then(Value::as_bool).unwrap_or(false);
+        let flag = |name: &str| {
+            flags
+                .and_then(|f| f.get(name))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
         Ok(Self {
             account_id,
-            account_name: data.get("account_name").and_then(Value::as_str).map(str::to_owned),
+            account_name: data
+                .get("account_name")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             balance: data.get("balance").cloned().unwrap_or(Value::Null),
-            currency: data.get("currency").and_then(Value::as_str).map(str::to_owned),
+            currency: data
+                .get("currency")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             is_min_credit: flag("is_min_credit"),
             is_repeated: flag("is_repeated"),
         })
@@ -52,7 +66,11 @@ impl Alert {
 
     /// `critical` at the credit limit, `warning` below the threshold.
     pub fn severity(&self) -> &'static str {
-        if self.is_min_credit { "critical" } else { "warning" }
+        if self.is_min_credit {
+            "critical"
+        } else {
+            "warning"
+        }
     }
 
     /// One line for humans.
@@ -72,7 +90,9 @@ impl Alert {
         } else {
             "is below its minimum balance"
         };
-        format!("Voximplant account {who} {what}: balance {balance} {currency}").trim_end().to_owned()
+        format!("Voximplant account {who} {what}: balance {balance} {currency}")
+            .trim_end()
+            .to_owned()
     }
 }
 
@@ -107,14 +127,22 @@ pub fn render(alert: &Alert, event: &CloudEvent, format: AlertFormat) -> Value {
             "startsAt": occurred_at,
         }]),
         AlertFormat::Slack => {
-            let icon = if alert.is_min_credit { ":rotating_light:" } else { ":warning:" };
+            let icon = if alert.is_min_credit {
+                ":rotating_light:"
+            } else {
+                ":warning:"
+            };
             json!({ "text": format!("{icon} {}", alert.summary()) })
         }
     }
 }
 
 /// The single job for `event`.
-pub fn job(event: &CloudEvent, destination: &str, format: AlertFormat) -> Result<DeliveryJob, String> {
+pub fn job(
+    event: &CloudEvent,
+    destination: &str,
+    format: AlertFormat,
+) -> Result<DeliveryJob, String> {
     let alert = Alert::from_event(event)?;
     let body = serde_json::to_string(&render(&alert, event, format)).map_err(|e| e.to_string())?;
     let id = ids::job_id(&event.id, NAME, 0);
@@ -158,7 +186,10 @@ mod tests {
         assert_eq!(body["balance"], 1.5);
         assert_eq!(body["is_repeated"], true);
         assert_eq!(body["event_id"], "e-1");
-        assert_eq!(body["summary"], "Voximplant account acme (42) is below its minimum balance: balance 1.5 USD");
+        assert_eq!(
+            body["summary"],
+            "Voximplant account acme (42) is below its minimum balance: balance 1.5 USD"
+        );
         assert_eq!(j.id, ids::job_id("e-1", NAME, 0));
         assert_eq!(j.idempotency_key, j.id);
         assert_eq!(j.destination, "alerts");
@@ -168,7 +199,10 @@ mod tests {
     fn credit_limit_is_critical_in_every_format() {
         let e = event(true);
         let alert = Alert::from_event(&e).unwrap();
-        assert_eq!(render(&alert, &e, AlertFormat::Alertmanager)[0]["labels"]["severity"], "critical");
+        assert_eq!(
+            render(&alert, &e, AlertFormat::Alertmanager)[0]["labels"]["severity"],
+            "critical"
+        );
         let slack = render(&alert, &e, AlertFormat::Slack);
         assert!(slack["text"].as_str().unwrap().contains("credit limit"));
     }
@@ -176,7 +210,10 @@ mod tests {
     #[test]
     fn same_event_gives_same_job_id() {
         let e = event(false);
-        assert_eq!(job(&e, "a", AlertFormat::Webhook).unwrap().id, job(&e, "a", AlertFormat::Webhook).unwrap().id);
+        assert_eq!(
+            job(&e, "a", AlertFormat::Webhook).unwrap().id,
+            job(&e, "a", AlertFormat::Webhook).unwrap().id
+        );
     }
 
     #[test]
