@@ -38,12 +38,20 @@ pub struct TestEnv {
 }
 
 fn rabbitmqctl(args: &[&str]) -> Result<()> {
-    let out = std::process::Command::new("rabbitmqctl")
+    // `RELAY_TEST_RABBITMQCTL` may name another command line, e.g. `sudo rabbitmqctl`.
+    let command = std::env::var("RELAY_TEST_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".to_owned());
+    let mut words = command.split_whitespace();
+    let program = words.next().unwrap_or("rabbitmqctl");
+    let out = std::process::Command::new(program)
+        .args(words)
         .args(args)
         .output()
         .context("running rabbitmqctl (the tests need a local RabbitMQ; see scripts/test)")?;
     if !out.status.success() {
-        bail!("rabbitmqctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "rabbitmqctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -55,7 +63,8 @@ impl TestEnv {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let vhost = format!("relay-test-{id}");
         rabbitmqctl(&["add_vhost", &vhost]).expect("create vhost");
-        rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]).expect("grant vhost");
+        rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"])
+            .expect("grant vhost");
 
         let mut config = Config::default();
         config.amqp.url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
@@ -90,9 +99,12 @@ impl TestEnv {
 
     /// An AMQP channel on this environment's vhost, for probing queues.
     pub async fn channel(&self) -> lapin::Channel {
-        let conn = lapin::Connection::connect(&self.config.amqp.url, lapin::ConnectionProperties::default())
-            .await
-            .expect("test connection");
+        let conn = lapin::Connection::connect(
+            &self.config.amqp.url,
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .expect("test connection");
         let channel = conn.create_channel().await.expect("test channel");
         // The connection lives as long as the channel is used: leak it for the test's duration.
         std::mem::forget(conn);
@@ -101,7 +113,10 @@ impl TestEnv {
 
     /// Ready messages in `queue` (the queue must exist).
     pub async fn queue_len(&self, channel: &lapin::Channel, queue: &str) -> u32 {
-        let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
         channel
             .queue_declare(queue.into(), options, FieldTable::default())
             .await
@@ -110,7 +125,12 @@ impl TestEnv {
     }
 
     /// Waits for a message in `queue` and takes it (acked).
-    pub async fn next_message(&self, channel: &lapin::Channel, queue: &str, timeout: Duration) -> Option<lapin::message::BasicGetMessage> {
+    pub async fn next_message(
+        &self,
+        channel: &lapin::Channel,
+        queue: &str,
+        timeout: Duration,
+    ) -> Option<lapin::message::BasicGetMessage> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let got = channel
@@ -149,7 +169,10 @@ impl Drop for TestEnv {
             && let Ok(mut conn) = client.get_connection()
         {
             let pattern = format!("{}*", self.config.redis.key_prefix);
-            let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut conn).unwrap_or_default();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query(&mut conn)
+                .unwrap_or_default();
             if !keys.is_empty() {
                 let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query(&mut conn);
             }
@@ -195,7 +218,9 @@ pub async fn wait_ready(admin: SocketAddr) {
 
 /// Starts relay-ingress; returns it and its public address.
 pub async fn start_ingress(config: &Config) -> (Running, SocketAddr) {
-    let ingress = relay_ingress::Ingress::build(config.clone()).await.expect("ingress builds");
+    let ingress = relay_ingress::Ingress::build(config.clone())
+        .await
+        .expect("ingress builds");
     let addr = ingress.local_addr();
     let admin = ingress.admin_addr();
     let stop = CancellationToken::new();
@@ -210,7 +235,9 @@ pub async fn start_ingress(config: &Config) -> (Running, SocketAddr) {
 
 /// Starts relay-worker.
 pub async fn start_worker(config: &Config) -> Running {
-    let worker = relay_worker::Worker::build(config.clone()).await.expect("worker builds");
+    let worker = relay_worker::Worker::build(config.clone())
+        .await
+        .expect("worker builds");
     let admin = worker.admin_addr();
     let stop = CancellationToken::new();
     let task = tokio::spawn({
@@ -224,13 +251,18 @@ pub async fn start_worker(config: &Config) -> Running {
 
 /// Starts relay-delivery.
 pub async fn start_delivery(config: &Config) -> Running {
-    let service = relay_delivery::DeliveryService::build(config.clone()).await.expect("delivery builds");
+    let service = relay_delivery::DeliveryService::build(config.clone())
+        .await
+        .expect("delivery builds");
     let admin = service.admin_addr();
     let stop = CancellationToken::new();
     let task = tokio::spawn({
         let stop = stop.clone();
         async move {
-            service.run_until_stopped(stop).await.expect("delivery runs");
+            service
+                .run_until_stopped(stop)
+                .await
+                .expect("delivery runs");
         }
     });
     Running { stop, task, admin }
@@ -238,12 +270,23 @@ pub async fn start_delivery(config: &Config) -> Running {
 
 /// A signed min-balance callback body for the test account.
 pub fn min_balance_body(callback_id: u64) -> Vec<u8> {
-    let value = relay_ingress::voximplant::sample_min_balance(ACCOUNT_ID, callback_id, API_KEY, SALT, 1.25, false);
+    let value = relay_ingress::voximplant::sample_min_balance(
+        ACCOUNT_ID,
+        callback_id,
+        API_KEY,
+        SALT,
+        1.25,
+        false,
+    );
     serde_json::to_vec(&value).expect("json")
 }
 
 /// Posts `body` to the Voximplant callbacks route.
-pub async fn post_callbacks(addr: SocketAddr, body: Vec<u8>, headers: &[(&str, &str)]) -> reqwest::Response {
+pub async fn post_callbacks(
+    addr: SocketAddr,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
     let mut request = reqwest::Client::new()
         .post(format!("http://{addr}/v1/voximplant/callbacks"))
         .header("content-type", "application/json")
@@ -285,7 +328,9 @@ pub struct Sink {
 impl Sink {
     /// Starts a sink answering `script` in order, then 200 forever.
     pub async fn start(script: &[u16]) -> Self {
-        let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<u16>>()));
+        let script = Arc::new(Mutex::new(
+            script.iter().copied().collect::<VecDeque<u16>>(),
+        ));
         let count = Arc::new(AtomicUsize::new(0));
         let (tx, received) = mpsc::unbounded_channel();
         let app = axum::Router::new().fallback({
@@ -296,24 +341,42 @@ impl Sink {
                 let tx = tx.clone();
                 async move {
                     count.fetch_add(1, Ordering::SeqCst);
-                    let _ = tx.send(Received { path: uri.path().to_owned(), headers, body });
-                    let status = script.lock().expect("script lock").pop_front().unwrap_or(200);
+                    let _ = tx.send(Received {
+                        path: uri.path().to_owned(),
+                        headers,
+                        body,
+                    });
+                    let status = script
+                        .lock()
+                        .expect("script lock")
+                        .pop_front()
+                        .unwrap_or(200);
                     let status = StatusCode::from_u16(status).expect("valid status");
                     (status, format!("sink answered {}", status.as_u16()))
                 }
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind sink");
         let addr = listener.local_addr().expect("sink addr");
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("sink serves");
         });
-        Self { url: format!("http://{addr}/alerts"), received, count, _server: server }
+        Self {
+            url: format!("http://{addr}/alerts"),
+            received,
+            count,
+            _server: server,
+        }
     }
 
     /// The next request, waiting up to `timeout`.
     pub async fn next(&mut self, timeout: Duration) -> Option<Received> {
-        tokio::time::timeout(timeout, self.received.recv()).await.ok().flatten()
+        tokio::time::timeout(timeout, self.received.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Requests received so far.
@@ -334,7 +397,9 @@ pub struct Proxy {
 impl Proxy {
     /// Proxies to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
         let accept = tokio::spawn({
@@ -343,14 +408,19 @@ impl Proxy {
                 while let Ok((mut inbound, _)) = listener.accept().await {
                     let handle = tokio::spawn(async move {
                         if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                         }
                     });
                     connections.lock().expect("proxy lock").push(handle);
                 }
             }
         });
-        Self { addr, connections, _accept: accept }
+        Self {
+            addr,
+            connections,
+            _accept: accept,
+        }
     }
 
     /// Cuts every open connection (new ones are accepted again).

@@ -11,7 +11,11 @@ async fn wait_for_record(env: &TestEnv, job_id: &str, status: &str) -> serde_jso
     let mut redis = env.redis().await;
     let key = format!("{}delivery:{job_id}", env.config.redis.key_prefix);
     for _ in 0..500 {
-        let text: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut redis).await.unwrap();
+        let text: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
         if let Some(text) = text {
             let record: serde_json::Value = serde_json::from_str(&text).unwrap();
             if record["status"] == status {
@@ -33,13 +37,22 @@ async fn server_errors_are_retried_until_delivered_exactly_once() {
     let delivery = start_delivery(&env.config).await;
     ingress.wait_ready().await;
 
-    assert_eq!(post_callbacks(addr, min_balance_body(3), &[]).await.status(), 200);
+    assert_eq!(
+        post_callbacks(addr, min_balance_body(3), &[])
+            .await
+            .status(),
+        200
+    );
     let first = sink.next(WAIT).await.expect("attempt 1");
     let second = sink.next(WAIT).await.expect("attempt 2");
     let third = sink.next(WAIT).await.expect("attempt 3");
     let job_id = first.header("webhook-id").unwrap().to_owned();
     for attempt in [&second, &third] {
-        assert_eq!(attempt.header("webhook-id"), Some(job_id.as_str()), "same job every attempt");
+        assert_eq!(
+            attempt.header("webhook-id"),
+            Some(job_id.as_str()),
+            "same job every attempt"
+        );
         assert_eq!(attempt.body, first.body, "same body every attempt");
     }
     let record = wait_for_record(&env, &job_id, "delivered").await;
@@ -47,7 +60,12 @@ async fn server_errors_are_retried_until_delivered_exactly_once() {
 
     // Nothing is left anywhere that could cause a fourth request.
     let channel = env.channel().await;
-    for queue in ["relay.deliveries", "relay.retry.100ms", "relay.retry.300ms", "relay.dead.deliveries"] {
+    for queue in [
+        "relay.deliveries",
+        "relay.retry.100ms",
+        "relay.retry.300ms",
+        "relay.dead.deliveries",
+    ] {
         assert_eq!(env.queue_len(&channel, queue).await, 0, "{queue}");
     }
     assert_eq!(sink.count(), 3);
@@ -66,22 +84,46 @@ async fn client_errors_are_dead_lettered_at_once_with_their_status() {
     let delivery = start_delivery(&env.config).await;
     ingress.wait_ready().await;
 
-    assert_eq!(post_callbacks(addr, min_balance_body(4), &[]).await.status(), 200);
+    assert_eq!(
+        post_callbacks(addr, min_balance_body(4), &[])
+            .await
+            .status(),
+        200
+    );
     let attempt = sink.next(WAIT).await.expect("one attempt");
     let channel = env.channel().await;
-    let dead = env.next_message(&channel, "relay.dead.deliveries", WAIT).await.expect("dead-lettered");
+    let dead = env
+        .next_message(&channel, "relay.dead.deliveries", WAIT)
+        .await
+        .expect("dead-lettered");
     let table = dead.delivery.properties.headers().as_ref();
     assert_eq!(headers::get_int(table, headers::STATUS), Some(400));
-    assert_eq!(headers::get_str(table, headers::REASON).as_deref(), Some("http_status"));
-    assert_eq!(headers::get_str(table, headers::RESPONSE).as_deref(), Some("sink answered 400"));
     assert_eq!(
-        dead.delivery.properties.message_id().as_ref().map(|s| s.to_string()).as_deref(),
+        headers::get_str(table, headers::REASON).as_deref(),
+        Some("http_status")
+    );
+    assert_eq!(
+        headers::get_str(table, headers::RESPONSE).as_deref(),
+        Some("sink answered 400")
+    );
+    assert_eq!(
+        dead.delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.to_string())
+            .as_deref(),
         attempt.header("webhook-id")
     );
-    let job: relay_core::DeliveryJob = serde_json::from_slice(&dead.delivery.data).expect("the job, intact");
+    let job: relay_core::DeliveryJob =
+        serde_json::from_slice(&dead.delivery.data).expect("the job, intact");
     wait_for_record(&env, &job.id, "dead").await;
     for queue in ["relay.deliveries", "relay.retry.100ms", "relay.retry.300ms"] {
-        assert_eq!(env.queue_len(&channel, queue).await, 0, "{queue}: never retried");
+        assert_eq!(
+            env.queue_len(&channel, queue).await,
+            0,
+            "{queue}: never retried"
+        );
     }
     assert_eq!(sink.count(), 1, "never retried");
     delivery.stop().await;
@@ -101,15 +143,24 @@ async fn a_job_waiting_in_a_retry_tier_survives_a_delivery_restart() {
     let delivery = start_delivery(&env.config).await;
     ingress.wait_ready().await;
 
-    assert_eq!(post_callbacks(addr, min_balance_body(5), &[]).await.status(), 200);
+    assert_eq!(
+        post_callbacks(addr, min_balance_body(5), &[])
+            .await
+            .status(),
+        200
+    );
     let first = sink.next(WAIT).await.expect("attempt 1 (503)");
     let job_id = first.header("webhook-id").unwrap().to_owned();
     wait_for_record(&env, &job_id, "retrying").await;
     delivery.stop().await;
 
     let channel = env.channel().await;
-    let parked = env.queue_len(&channel, "relay.retry.2s").await + env.queue_len(&channel, "relay.deliveries").await;
-    assert_eq!(parked, 1, "the job is held by the broker while delivery is down");
+    let parked = env.queue_len(&channel, "relay.retry.2s").await
+        + env.queue_len(&channel, "relay.deliveries").await;
+    assert_eq!(
+        parked, 1,
+        "the job is held by the broker while delivery is down"
+    );
 
     let delivery = start_delivery(&env.config).await;
     let second = sink.next(WAIT).await.expect("attempt 2 after the restart");

@@ -20,7 +20,12 @@ async fn signed_min_balance_reaches_the_sink_signed_and_in_the_same_trace() {
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
-    let response = post_callbacks(addr, min_balance_body(1001), &[("traceparent", &traceparent)]).await;
+    let response = post_callbacks(
+        addr,
+        min_balance_body(1001),
+        &[("traceparent", &traceparent)],
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["accepted"], 1);
@@ -40,9 +45,15 @@ async fn signed_min_balance_reaches_the_sink_signed_and_in_the_same_trace() {
         300,
     )
     .expect("signature verifies");
-    assert_eq!(got.header("idempotency-key"), got.header("webhook-id"), "job id is the idempotency key");
+    assert_eq!(
+        got.header("idempotency-key"),
+        got.header("webhook-id"),
+        "job id is the idempotency key"
+    );
     // The outbound request continues the inbound request's trace.
-    let outbound = got.header("traceparent").expect("traceparent on the outbound request");
+    let outbound = got
+        .header("traceparent")
+        .expect("traceparent on the outbound request");
     assert_eq!(outbound.split('-').nth(1), Some(trace_id), "{outbound}");
     let alert: Value = serde_json::from_slice(&got.body).unwrap();
     assert_eq!(alert["type"], "voximplant.min_balance");
@@ -66,18 +77,32 @@ async fn tampered_hash_is_refused_and_nothing_is_published() {
     body["callbacks"][0]["hash"] = Value::String(format!("{flipped}{}", &good[1..]));
     // A second, valid callback in the same request must not be published either.
     let valid: Value = serde_json::from_slice(&min_balance_body(8)).unwrap();
-    body["callbacks"].as_array_mut().unwrap().push(valid["callbacks"][0].clone());
+    body["callbacks"]
+        .as_array_mut()
+        .unwrap()
+        .push(valid["callbacks"][0].clone());
 
     let response = post_callbacks(addr, serde_json::to_vec(&body).unwrap(), &[]).await;
     assert_eq!(response.status(), 401);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["type"], "urn:relay:problem:bad-signature");
     assert!(!problem.to_string().contains(API_KEY) && !problem.to_string().contains(&good));
 
     let channel = env.channel().await;
-    for queue in ["relay.handler.min-balance-alert", "relay.unrouted", "relay.deliveries"] {
-        assert_eq!(env.queue_len(&channel, queue).await, 0, "{queue} received nothing");
+    for queue in [
+        "relay.handler.min-balance-alert",
+        "relay.unrouted",
+        "relay.deliveries",
+    ] {
+        assert_eq!(
+            env.queue_len(&channel, queue).await,
+            0,
+            "{queue} received nothing"
+        );
     }
     let mut redis = env.redis().await;
     let marks: Vec<String> = redis::cmd("KEYS")
@@ -102,16 +127,27 @@ async fn the_same_callback_twice_makes_one_alert() {
     let first = post_callbacks(addr, min_balance_body(55), &[]).await;
     assert_eq!(first.status(), 200);
     let second = post_callbacks(addr, min_balance_body(55), &[]).await;
-    assert_eq!(second.status(), 200, "a duplicate is still answered 200 so the provider stops");
+    assert_eq!(
+        second.status(),
+        200,
+        "a duplicate is still answered 200 so the provider stops"
+    );
     let answer: Value = second.json().await.unwrap();
-    assert_eq!((answer["accepted"].as_u64(), answer["duplicates"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (answer["accepted"].as_u64(), answer["duplicates"].as_u64()),
+        (Some(0), Some(1))
+    );
 
     sink.next(WAIT).await.expect("one alert");
     // Drain the pipeline: once worker and delivery are stopped, nothing else can arrive.
     worker.stop().await;
     delivery.stop().await;
     let channel = env.channel().await;
-    assert_eq!(env.queue_len(&channel, "relay.handler.min-balance-alert").await, 0);
+    assert_eq!(
+        env.queue_len(&channel, "relay.handler.min-balance-alert")
+            .await,
+        0
+    );
     assert_eq!(env.queue_len(&channel, "relay.deliveries").await, 0);
     assert_eq!(sink.count(), 1, "exactly one alert");
     ingress.stop().await;
@@ -127,17 +163,53 @@ async fn bad_requests_get_specific_problems_and_publish_nothing() {
     let url = format!("http://{addr}/v1/voximplant/callbacks");
 
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
-        (client.post(&url).header("content-type", "application/json").body("{not json"), 400, "malformed-body"),
-        (client.post(&url).header("content-type", "application/json").body(r#"{"callbacks":[{"type":"x"}]}"#), 400, "malformed-body"),
-        (client.post(&url).header("content-type", "application/x-www-form-urlencoded").body("a=b"), 415, "unsupported-media-type"),
-        (client.post(&url).header("content-type", "application/json").body(vec![b' '; 4096]), 413, "payload-too-large"),
+        (
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body("{not json"),
+            400,
+            "malformed-body",
+        ),
+        (
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(r#"{"callbacks":[{"type":"x"}]}"#),
+            400,
+            "malformed-body",
+        ),
+        (
+            client
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("a=b"),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(vec![b' '; 4096]),
+            413,
+            "payload-too-large",
+        ),
         (client.get(&url), 405, "method-not-allowed"),
-        (client.post(format!("http://{addr}/v1/nope")), 404, "not-found"),
+        (
+            client.post(format!("http://{addr}/v1/nope")),
+            404,
+            "not-found",
+        ),
     ];
     for (request, status, ty) in cases {
         let response = request.send().await.unwrap();
         assert_eq!(response.status().as_u16(), status, "{ty}");
-        assert_eq!(response.headers()["content-type"], "application/problem+json", "{ty}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{ty}"
+        );
         let problem: Value = response.json().await.unwrap();
         assert_eq!(problem["type"], format!("urn:relay:problem:{ty}"));
         assert_eq!(problem["status"], status);
@@ -148,7 +220,11 @@ async fn bad_requests_get_specific_problems_and_publish_nothing() {
     assert_eq!(response.status(), 401);
 
     let channel = env.channel().await;
-    assert_eq!(env.queue_len(&channel, "relay.handler.min-balance-alert").await, 0);
+    assert_eq!(
+        env.queue_len(&channel, "relay.handler.min-balance-alert")
+            .await,
+        0
+    );
     assert_eq!(env.queue_len(&channel, "relay.unrouted").await, 0);
     ingress.stop().await;
 }
@@ -166,7 +242,10 @@ async fn unknown_callback_types_are_kept_in_unrouted() {
     let response = post_callbacks(addr, serde_json::to_vec(&body).unwrap(), &[]).await;
     assert_eq!(response.status(), 200);
     let channel = env.channel().await;
-    let message = env.next_message(&channel, "relay.unrouted", WAIT).await.expect("kept");
+    let message = env
+        .next_message(&channel, "relay.unrouted", WAIT)
+        .await
+        .expect("kept");
     assert_eq!(message.delivery.routing_key.as_str(), "voximplant.js_fail");
     let event: Value = serde_json::from_slice(&message.delivery.data).unwrap();
     assert_eq!(event["type"], "com.voximplant.account.js_fail");
@@ -175,6 +254,9 @@ async fn unknown_callback_types_are_kept_in_unrouted() {
     assert!(event["data"].get("hash").is_none());
     let props = &message.delivery.properties;
     assert_eq!(props.delivery_mode(), &Some(2), "persistent");
-    assert_eq!(props.message_id().as_ref().map(|s| s.to_string()), event["id"].as_str().map(str::to_owned));
+    assert_eq!(
+        props.message_id().as_ref().map(|s| s.to_string()),
+        event["id"].as_str().map(str::to_owned)
+    );
     ingress.stop().await;
 }

@@ -1,6 +1,8 @@
 //! The end-to-end suite: every service in-process against the real RabbitMQ and Redis.
 //! One binary (one link) with a module per area; every test has its own vhost and key prefix.
 
+#![allow(clippy::unwrap_used)]
+
 mod delivery;
 mod ingress;
 mod resilience;

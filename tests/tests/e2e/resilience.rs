@@ -15,18 +15,33 @@ async fn a_dead_broker_gets_503_with_retry_after_and_no_dedup_mark() {
 
     let response = post_callbacks(addr, min_balance_body(9), &[]).await;
     assert_eq!(response.status(), 503);
-    let retry_after = response.headers()["retry-after"].to_str().unwrap().to_owned();
-    assert_eq!(retry_after, env.config.ingress.retry_after.as_secs().to_string());
+    let retry_after = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        retry_after,
+        env.config.ingress.retry_after.as_secs().to_string()
+    );
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["type"], "urn:relay:problem:broker-unavailable");
 
-    let readyz = reqwest::get(format!("http://{}/readyz", ingress.admin)).await.unwrap();
+    let readyz = reqwest::get(format!("http://{}/readyz", ingress.admin))
+        .await
+        .unwrap();
     assert_eq!(readyz.status(), 503);
     assert!(readyz.text().await.unwrap().contains("broker"));
 
     let mut redis = env.redis().await;
-    let key = format!("{}seen:voximplant:{ACCOUNT_ID}:9", env.config.redis.key_prefix);
-    let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut redis).await.unwrap();
+    let key = format!(
+        "{}seen:voximplant:{ACCOUNT_ID}:9",
+        env.config.redis.key_prefix
+    );
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert!(!exists, "a failed request leaves no dedup mark");
     ingress.stop().await;
 }
@@ -64,7 +79,9 @@ async fn a_duplicate_that_slips_past_dedup_collapses_at_delivery() {
     env.alerts_to(&sink.url);
     // A destination name of its own, so this test's metric is not shared with others.
     let alerts = env.config.destinations.remove("alerts").unwrap();
-    env.config.destinations.insert("collapse".to_owned(), alerts);
+    env.config
+        .destinations
+        .insert("collapse".to_owned(), alerts);
     env.config.worker.min_balance_alert.destination = "collapse".to_owned();
     // Ingress cannot reach Redis, so it publishes the re-sent callback again.
     let mut ingress_config = env.config.clone();
@@ -77,11 +94,16 @@ async fn a_duplicate_that_slips_past_dedup_collapses_at_delivery() {
     for _ in 0..2 {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let status = post_callbacks(addr, min_balance_body(11), &[]).await.status();
+            let status = post_callbacks(addr, min_balance_body(11), &[])
+                .await
+                .status();
             if status == 200 {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "ingress never accepted: {status}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "ingress never accepted: {status}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -89,7 +111,10 @@ async fn a_duplicate_that_slips_past_dedup_collapses_at_delivery() {
     // The second copy becomes the same job id, which delivery skips.
     let deadline = tokio::time::Instant::now() + WAIT;
     while !metrics_text().contains("relay_delivery_skipped_total{destination=\"collapse\"} 1") {
-        assert!(tokio::time::Instant::now() < deadline, "the duplicate job was never skipped");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the duplicate job was never skipped"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(sink.count(), 1);
@@ -113,22 +138,35 @@ async fn services_recover_when_the_broker_connection_is_cut() {
     wait_ready(worker.admin).await;
     wait_ready(delivery.admin).await;
 
-    assert_eq!(post_callbacks(addr, min_balance_body(20), &[]).await.status(), 200);
+    assert_eq!(
+        post_callbacks(addr, min_balance_body(20), &[])
+            .await
+            .status(),
+        200
+    );
     sink.next(WAIT).await.expect("alert before the cut");
 
     proxy.sever();
     // Until the services reconnect, ingress answers 503 (never a false 200); then 200.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let status = post_callbacks(addr, min_balance_body(21), &[]).await.status();
+        let status = post_callbacks(addr, min_balance_body(21), &[])
+            .await
+            .status();
         if status == 200 {
             break;
         }
         assert_eq!(status, 503);
-        assert!(tokio::time::Instant::now() < deadline, "ingress never recovered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ingress never recovered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let got = sink.next(WAIT).await.expect("alert after the cut: worker and delivery recovered too");
+    let got = sink
+        .next(WAIT)
+        .await
+        .expect("alert after the cut: worker and delivery recovered too");
     let alert: Value = serde_json::from_slice(&got.body).unwrap();
     assert_eq!(alert["account_id"], ACCOUNT_ID.to_string());
     delivery.stop().await;
