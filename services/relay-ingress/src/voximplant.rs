@@ -244,4 +244,41 @@ mod tests {
             }
         }
     }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(".{0,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_field_values_parse_or_refuse_cleanly(
+            account in json_value(), callback in json_value(), kind in json_value(), hash in json_value(),
+        ) {
+            let b = body(serde_json::json!([{"account_id": account, "callback_id": callback, "type": kind, "hash": hash}]));
+            match parse(&b) {
+                Ok(cbs) => proptest::prop_assert!(routing::is_key_word(&cbs[0].kind)),
+                Err(Problem::Malformed(_)) => {}
+                Err(other) => proptest::prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
+    }
 }
