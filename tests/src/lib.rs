@@ -329,6 +329,11 @@ pub struct Sink {
 impl Sink {
     /// Starts a sink answering `script` in order, then 200 forever.
     pub async fn start(script: &[u16]) -> Self {
+        Self::start_with_delay(script, Duration::ZERO).await
+    }
+
+    /// Like [`Sink::start`], holding every response for `delay` (a slow destination).
+    pub async fn start_with_delay(script: &[u16], delay: Duration) -> Self {
         let script = Arc::new(Mutex::new(
             script.iter().copied().collect::<VecDeque<u16>>(),
         ));
@@ -352,6 +357,7 @@ impl Sink {
                         .expect("script lock")
                         .pop_front()
                         .unwrap_or(200);
+                    tokio::time::sleep(delay).await;
                     let status = StatusCode::from_u16(status).expect("valid status");
                     (status, format!("sink answered {}", status.as_u16()))
                 }
@@ -441,4 +447,39 @@ pub fn dead_port() -> u16 {
 /// The current Prometheus exposition of this process.
 pub fn metrics_text() -> String {
     relay_telemetry::metrics_handle().render()
+}
+
+/// All three services on one configuration.
+pub struct Relay {
+    /// relay-ingress.
+    pub ingress: Running,
+    /// relay-worker.
+    pub worker: Running,
+    /// relay-delivery.
+    pub delivery: Running,
+    /// The ingress public address.
+    pub addr: SocketAddr,
+}
+
+impl Relay {
+    /// Starts ingress, worker and delivery, and waits until ingress is ready.
+    pub async fn start(config: &Config) -> Self {
+        let (ingress, addr) = start_ingress(config).await;
+        let worker = start_worker(config).await;
+        let delivery = start_delivery(config).await;
+        ingress.wait_ready().await;
+        Self {
+            ingress,
+            worker,
+            delivery,
+            addr,
+        }
+    }
+
+    /// Stops them in pipeline order: delivery, worker, ingress.
+    pub async fn stop(self) {
+        self.delivery.stop().await;
+        self.worker.stop().await;
+        self.ingress.stop().await;
+    }
 }

@@ -18,32 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use relay_amqp::consumer::{self, Consumer};
-use relay_amqp::{Broker, BrokerSettings, Topology};
+use relay_amqp::{Broker, BrokerSettings};
 use relay_core::config::{Config, ConfigError, DestinationConfig, Signing};
 use relay_core::routing;
 use relay_signing::standard_webhooks;
 use relay_store::Store;
-use relay_telemetry::{Readiness, admin::AdminServer};
+use relay_telemetry::Readiness;
+use relay_telemetry::admin::{AdminServer, StartError};
 use tokio_util::sync::CancellationToken;
-
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// The configuration is unusable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The admin listener could not be bound.
-    #[error("cannot bind {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The HTTP client could not be built.
-    #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
-}
 
 /// A destination with its secret decoded once.
 pub(crate) struct Destination {
@@ -64,7 +46,7 @@ pub struct DeliveryService {
 
 impl DeliveryService {
     /// Validates `config`, binds the admin port and starts connecting to RabbitMQ and Redis.
-    pub async fn build(config: Config) -> Result<Self, BuildError> {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
         config.validate_delivery()?;
         let mut destinations = HashMap::new();
         for (name, d) in &config.destinations {
@@ -96,13 +78,7 @@ impl DeliveryService {
         let readiness = Readiness::new();
         let background = CancellationToken::new();
         let broker = Broker::start(
-            BrokerSettings {
-                url: config.amqp.url.clone(),
-                connection_name: "relay-delivery".to_owned(),
-                confirm_timeout: config.amqp.confirm_timeout,
-                reconnect_max_delay: config.amqp.reconnect_max_delay,
-                topology: Topology::from_config(&config.amqp),
-            },
+            BrokerSettings::from_config(&config.amqp, "relay-delivery"),
             &readiness,
             background.clone(),
         );
@@ -111,13 +87,14 @@ impl DeliveryService {
             // 3xx is a failure by policy: never follow a redirect to somewhere unconfigured.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("relay-delivery/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .build()
+            .map_err(|e| StartError::Init {
+                what: "the HTTP client",
+                message: e.to_string(),
+            })?;
         let admin = AdminServer::bind(config.delivery.admin_listen, readiness)
             .await
-            .map_err(|source| BuildError::Bind {
-                addr: config.delivery.admin_listen,
-                source,
-            })?;
+            .map_err(StartError::bind(config.delivery.admin_listen))?;
         let sender = Arc::new(send::Sender {
             broker: broker.clone(),
             store,
@@ -147,8 +124,7 @@ impl DeliveryService {
 
     /// Consumes `relay.deliveries` until `stop`, then drains and closes.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
-        let admin_stop = CancellationToken::new();
-        let admin = tokio::spawn(self.admin.serve(admin_stop.clone()));
+        let admin = self.admin.spawn();
         let consumer = Consumer {
             queue: routing::DELIVERIES.to_owned(),
             tag: "relay-delivery".to_owned(),
@@ -157,8 +133,7 @@ impl DeliveryService {
         };
         consumer::run(self.broker, consumer, self.sender, stop).await;
         self.background.cancel();
-        admin_stop.cancel();
-        let _ = admin.await;
+        admin.stop().await;
         tracing::info!("relay-delivery stopped");
         Ok(())
     }

@@ -23,32 +23,17 @@ use axum::routing::post;
 use axum::{Json, Router};
 use futures_util::future::join_all;
 use http_body_util::BodyExt;
-use relay_amqp::{Broker, BrokerSettings, FieldTable, Publish, Topology};
-use relay_core::config::{Config, ConfigError, EnvSecret};
+use relay_amqp::{Broker, BrokerSettings, FieldTable, Publish};
+use relay_core::config::{Config, EnvSecret};
 use relay_core::{event, routing};
 use relay_store::Store;
-use relay_telemetry::{Readiness, admin::AdminServer};
+use relay_telemetry::Readiness;
+use relay_telemetry::admin::{AdminServer, StartError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use problem::Problem;
-
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// The configuration is unusable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A listener could not be bound.
-    #[error("cannot bind {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-}
 
 /// A built, bound, not yet serving relay-ingress.
 pub struct Ingress {
@@ -75,18 +60,12 @@ type AppState = Arc<Shared>;
 impl Ingress {
     /// Validates `config`, binds both listeners and starts connecting to RabbitMQ and Redis in
     /// the background (the service serves 503 until the broker is there).
-    pub async fn build(config: Config) -> Result<Self, BuildError> {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
         config.validate_ingress()?;
         let readiness = Readiness::new();
         let background = CancellationToken::new();
         let broker = Broker::start(
-            BrokerSettings {
-                url: config.amqp.url.clone(),
-                connection_name: "relay-ingress".to_owned(),
-                confirm_timeout: config.amqp.confirm_timeout,
-                reconnect_max_delay: config.amqp.reconnect_max_delay,
-                topology: Topology::from_config(&config.amqp),
-            },
+            BrokerSettings::from_config(&config.amqp, "relay-ingress"),
             &readiness,
             background.clone(),
         );
@@ -106,19 +85,12 @@ impl Ingress {
             retry_after_secs: ingress.retry_after.as_secs().max(1),
             dedup_ttl: config.redis.dedup_ttl,
         });
-        let listener =
-            TcpListener::bind(ingress.listen)
-                .await
-                .map_err(|source| BuildError::Bind {
-                    addr: ingress.listen,
-                    source,
-                })?;
+        let listener = TcpListener::bind(ingress.listen)
+            .await
+            .map_err(StartError::bind(ingress.listen))?;
         let admin = AdminServer::bind(ingress.admin_listen, readiness.clone())
             .await
-            .map_err(|source| BuildError::Bind {
-                addr: ingress.admin_listen,
-                source,
-            })?;
+            .map_err(StartError::bind(ingress.admin_listen))?;
         Ok(Self {
             listener,
             admin,
@@ -146,8 +118,7 @@ impl Ingress {
     /// Serves until `stop`, then drains: not ready at once, in-flight requests get the grace
     /// budget, then the broker connection closes.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
-        let admin_stop = CancellationToken::new();
-        let admin = tokio::spawn(self.admin.serve(admin_stop.clone()));
+        let admin = self.admin.spawn();
         let readiness = self.readiness.clone();
         let drain_signal = stop.clone();
         let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
@@ -163,8 +134,7 @@ impl Ingress {
             }
         };
         self.background.cancel();
-        admin_stop.cancel();
-        let _ = admin.await;
+        admin.stop().await;
         tracing::info!("relay-ingress stopped");
         result
     }

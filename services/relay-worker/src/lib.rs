@@ -13,28 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use relay_amqp::consumer::{self, Consumer, Disposition, Handler};
-use relay_amqp::{Broker, BrokerSettings, Delivery, FieldTable, Publish, Topology, headers};
-use relay_core::config::{AlertFormat, Config, ConfigError};
+use relay_amqp::{Broker, BrokerSettings, Delivery, FieldTable, Publish, headers};
+use relay_core::config::{AlertFormat, Config};
 use relay_core::{CloudEvent, job, routing};
-use relay_telemetry::{Readiness, admin::AdminServer};
+use relay_telemetry::Readiness;
+use relay_telemetry::admin::{AdminServer, StartError};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// The configuration is unusable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The admin listener could not be bound.
-    #[error("cannot bind {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-}
 
 /// A built, not yet consuming, relay-worker.
 pub struct Worker {
@@ -48,27 +33,18 @@ pub struct Worker {
 
 impl Worker {
     /// Validates `config`, binds the admin port and starts connecting to RabbitMQ.
-    pub async fn build(config: Config) -> Result<Self, BuildError> {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
         config.validate_worker()?;
         let readiness = Readiness::new();
         let background = CancellationToken::new();
         let broker = Broker::start(
-            BrokerSettings {
-                url: config.amqp.url.clone(),
-                connection_name: "relay-worker".to_owned(),
-                confirm_timeout: config.amqp.confirm_timeout,
-                reconnect_max_delay: config.amqp.reconnect_max_delay,
-                topology: Topology::from_config(&config.amqp),
-            },
+            BrokerSettings::from_config(&config.amqp, "relay-worker"),
             &readiness,
             background.clone(),
         );
         let admin = AdminServer::bind(config.worker.admin_listen, readiness)
             .await
-            .map_err(|source| BuildError::Bind {
-                addr: config.worker.admin_listen,
-                source,
-            })?;
+            .map_err(StartError::bind(config.worker.admin_listen))?;
         let alert = &config.worker.min_balance_alert;
         Ok(Self {
             admin,
@@ -93,8 +69,7 @@ impl Worker {
 
     /// Consumes every handler queue until `stop`, then drains and closes.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
-        let admin_stop = CancellationToken::new();
-        let admin = tokio::spawn(self.admin.serve(admin_stop.clone()));
+        let admin = self.admin.spawn();
         let consumer = Consumer {
             queue: routing::MIN_BALANCE_ALERT.queue(),
             tag: "relay-worker".to_owned(),
@@ -103,8 +78,7 @@ impl Worker {
         };
         consumer::run(self.broker, consumer, self.min_balance, stop).await;
         self.background.cancel();
-        admin_stop.cancel();
-        let _ = admin.await;
+        admin.stop().await;
         tracing::info!("relay-worker stopped");
         Ok(())
     }

@@ -31,6 +31,20 @@ pub struct BrokerSettings {
     pub topology: Topology,
 }
 
+impl BrokerSettings {
+    /// Settings from the `[amqp]` section; `connection_name` labels the connection in the
+    /// broker's management views.
+    pub fn from_config(amqp: &relay_core::config::AmqpConfig, connection_name: &str) -> Self {
+        Self {
+            url: amqp.url.clone(),
+            connection_name: connection_name.to_owned(),
+            confirm_timeout: amqp.confirm_timeout,
+            reconnect_max_delay: amqp.reconnect_max_delay,
+            topology: Topology::from_config(amqp),
+        }
+    }
+}
+
 /// A publish failed: the caller must not report success upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {

@@ -42,11 +42,63 @@ impl AdminServer {
         self.listener.local_addr()
     }
 
+    /// Serves in the background until the returned handle is stopped.
+    pub fn spawn(self) -> AdminTask {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(self.serve(stop.clone()));
+        AdminTask { stop, task }
+    }
+
     /// Serves until `stop` is cancelled.
     pub async fn serve(self, stop: CancellationToken) -> std::io::Result<()> {
         axum::serve(self.listener, self.app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await
+    }
+}
+
+/// A running admin server.
+pub struct AdminTask {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl AdminTask {
+    /// Stops serving and waits for the server to close.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] relay_core::config::ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A client the service needs could not be built.
+    #[error("cannot initialise {what}: {message}")]
+    Init {
+        /// What failed, e.g. `the HTTP client`.
+        what: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+impl StartError {
+    /// A bind failure of `addr`.
+    pub fn bind(addr: SocketAddr) -> impl FnOnce(std::io::Error) -> Self {
+        move |source| Self::Bind { addr, source }
     }
 }
 

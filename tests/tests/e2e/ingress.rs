@@ -13,15 +13,12 @@ async fn signed_min_balance_reaches_the_sink_signed_and_in_the_same_trace() {
     let mut sink = Sink::start(&[]).await;
     let mut env = TestEnv::new();
     env.alerts_to(&sink.url);
-    let (ingress, addr) = start_ingress(&env.config).await;
-    let worker = start_worker(&env.config).await;
-    let delivery = start_delivery(&env.config).await;
-    ingress.wait_ready().await;
+    let relay = Relay::start(&env.config).await;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
     let response = post_callbacks(
-        addr,
+        relay.addr,
         min_balance_body(1001),
         &[("traceparent", &traceparent)],
     )
@@ -60,9 +57,7 @@ async fn signed_min_balance_reaches_the_sink_signed_and_in_the_same_trace() {
     assert_eq!(alert["account_id"], ACCOUNT_ID.to_string());
     assert_eq!(alert["balance"], 1.25);
 
-    delivery.stop().await;
-    worker.stop().await;
-    ingress.stop().await;
+    relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,10 +114,12 @@ async fn the_same_callback_twice_makes_one_alert() {
     let mut sink = Sink::start(&[]).await;
     let mut env = TestEnv::new();
     env.alerts_to(&sink.url);
-    let (ingress, addr) = start_ingress(&env.config).await;
-    let worker = start_worker(&env.config).await;
-    let delivery = start_delivery(&env.config).await;
-    ingress.wait_ready().await;
+    let Relay {
+        ingress,
+        worker,
+        delivery,
+        addr,
+    } = Relay::start(&env.config).await;
 
     let first = post_callbacks(addr, min_balance_body(55), &[]).await;
     assert_eq!(first.status(), 200);

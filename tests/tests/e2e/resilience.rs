@@ -131,15 +131,12 @@ async fn services_recover_when_the_broker_connection_is_cut() {
     let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
     env.config.amqp.url = format!("amqp://guest:guest@{}/{}", proxy.addr, env.vhost);
     env.config.amqp.reconnect_max_delay = Duration::from_millis(500);
-    let (ingress, addr) = start_ingress(&env.config).await;
-    let worker = start_worker(&env.config).await;
-    let delivery = start_delivery(&env.config).await;
-    ingress.wait_ready().await;
-    wait_ready(worker.admin).await;
-    wait_ready(delivery.admin).await;
+    let relay = Relay::start(&env.config).await;
+    wait_ready(relay.worker.admin).await;
+    wait_ready(relay.delivery.admin).await;
 
     assert_eq!(
-        post_callbacks(addr, min_balance_body(20), &[])
+        post_callbacks(relay.addr, min_balance_body(20), &[])
             .await
             .status(),
         200
@@ -150,7 +147,7 @@ async fn services_recover_when_the_broker_connection_is_cut() {
     // Until the services reconnect, ingress answers 503 (never a false 200); then 200.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let status = post_callbacks(addr, min_balance_body(21), &[])
+        let status = post_callbacks(relay.addr, min_balance_body(21), &[])
             .await
             .status();
         if status == 200 {
@@ -169,7 +166,5 @@ async fn services_recover_when_the_broker_connection_is_cut() {
         .expect("alert after the cut: worker and delivery recovered too");
     let alert: Value = serde_json::from_slice(&got.body).unwrap();
     assert_eq!(alert["account_id"], ACCOUNT_ID.to_string());
-    delivery.stop().await;
-    worker.stop().await;
-    ingress.stop().await;
+    relay.stop().await;
 }
