@@ -17,6 +17,8 @@ use crate::policy::{self, Outcome};
 
 /// Most response bytes kept in a dead letter's headers.
 const RESPONSE_SNIPPET: usize = 1024;
+/// How much longer than the destination's timeout an attempt's claim lasts.
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 
 pub(crate) struct Sender {
     pub(crate) broker: Broker,
@@ -97,8 +99,48 @@ impl Sender {
             return self.park(delivery, Some(&job), attempt, failure).await;
         };
 
+        // Claim the job so that two copies of it (a duplicate that slipped past ingress dedup)
+        // are never sent at once; the loser checks again after the shortest tier, by when the
+        // record says `delivered` and it is skipped.
+        match self
+            .store
+            .claim(&job.id, destination.config.timeout + CLAIM_MARGIN)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!("another attempt of this job is under way; checking again later");
+                let tier = self.tiers[0];
+                return self
+                    .reschedule(
+                        delivery,
+                        &job,
+                        attempt - 1,
+                        tier,
+                        "in flight elsewhere",
+                        false,
+                    )
+                    .await;
+            }
+            Err(error) => tracing::warn!(%error, "claim unavailable; sending without it"),
+        }
+        let disposition = self.deliver(delivery, &job, destination, attempt).await;
+        if let Err(error) = self.store.release(&job.id).await {
+            tracing::debug!(%error, "claim not released; it expires by itself");
+        }
+        disposition
+    }
+
+    /// Sends one attempt and acts on its outcome.
+    async fn deliver(
+        &self,
+        delivery: &Delivery,
+        job: &DeliveryJob,
+        destination: &Destination,
+        attempt: u32,
+    ) -> Disposition {
         let started = Instant::now();
-        let (outcome, response) = self.send(destination, &job).await;
+        let (outcome, response) = self.send(destination, job).await;
         let label = match &outcome {
             Outcome::Delivered(_) => "delivered",
             Outcome::Retryable { .. } => "retryable",
@@ -114,7 +156,7 @@ impl Sender {
             Outcome::Delivered(status) => {
                 tracing::info!(status, "delivered");
                 self.record(
-                    &job,
+                    job,
                     DeliveryStatus::Delivered,
                     attempt,
                     format!("status {status}"),
@@ -127,7 +169,7 @@ impl Sender {
                 status,
                 retry_after,
             } => {
-                let deadline = destination_deadline(&job, destination);
+                let deadline = destination_deadline(job, destination);
                 let out_of_attempts = attempt >= destination.config.max_attempts;
                 let expired = OffsetDateTime::now_utc() >= deadline;
                 if out_of_attempts || expired {
@@ -142,9 +184,9 @@ impl Sender {
                         status,
                         response,
                     };
-                    return self.park(delivery, Some(&job), attempt, failure).await;
+                    return self.park(delivery, Some(job), attempt, failure).await;
                 }
-                self.retry(delivery, &job, attempt, &reason, retry_after)
+                self.retry(delivery, job, attempt, &reason, retry_after)
                     .await
             }
             Outcome::Gone => {
@@ -156,7 +198,7 @@ impl Sender {
                     status: Some(410),
                     response,
                 };
-                self.park(delivery, Some(&job), attempt, failure).await
+                self.park(delivery, Some(job), attempt, failure).await
             }
             Outcome::Permanent(status) => {
                 let failure = Failure {
@@ -165,7 +207,7 @@ impl Sender {
                     status: Some(status),
                     response,
                 };
-                self.park(delivery, Some(&job), attempt, failure).await
+                self.park(delivery, Some(job), attempt, failure).await
             }
         }
     }
@@ -266,7 +308,7 @@ impl Sender {
         }
     }
 
-    /// Parks a retry copy in the right delay tier, then acks the original.
+    /// Parks a retry copy in the delay tier its backoff calls for, then acks the original.
     async fn retry(
         &self,
         delivery: &Delivery,
@@ -283,9 +325,26 @@ impl Sender {
             fastrand::f64(),
         );
         let tier = policy::pick_tier(&self.tiers, delay);
+        self.reschedule(delivery, job, attempt, tier, reason, true)
+            .await
+    }
+
+    /// Publishes a copy of the job to the `tier` delay queue with `attempts_made`, then acks the
+    /// original (or hands it back when the copy is not confirmed). `record` writes the
+    /// `retrying` status; a copy parked only because another attempt holds the claim must not
+    /// overwrite that attempt's record.
+    async fn reschedule(
+        &self,
+        delivery: &Delivery,
+        job: &DeliveryJob,
+        attempts_made: u32,
+        tier: Duration,
+        reason: &str,
+        record: bool,
+    ) -> Disposition {
         let queue = routing::retry_queue(tier);
         let mut table = FieldTable::default();
-        headers::put_int(&mut table, headers::ATTEMPT, i64::from(attempt));
+        headers::put_int(&mut table, headers::ATTEMPT, i64::from(attempts_made));
         headers::put_str(&mut table, headers::DESTINATION, job.destination.as_str());
         let published = self
             .broker
@@ -300,9 +359,16 @@ impl Sender {
             .await;
         match published {
             Ok(()) => {
-                tracing::info!(reason, tier = %queue, attempt, "will retry");
-                self.record(job, DeliveryStatus::Retrying, attempt, reason.to_owned())
+                tracing::info!(reason, tier = %queue, attempts_made, "will retry");
+                if record {
+                    self.record(
+                        job,
+                        DeliveryStatus::Retrying,
+                        attempts_made,
+                        reason.to_owned(),
+                    )
                     .await;
+                }
                 Disposition::Ack
             }
             Err(error) => {

@@ -6,8 +6,9 @@
 //! (ingress accepts anyway, delivery sends anyway). Each failure is counted in
 //! `relay_redis_errors_total{op}`.
 //!
-//! Keys (prefix `relay:` by default, a TTL on every key): `seen:{source}:{key}` (dedup) and
-//! `delivery:{job id}` (status, attempts, last outcome).
+//! Keys (prefix `relay:` by default, a TTL on every key): `seen:{source}:{key}` (dedup),
+//! `delivery:{job id}` (status, attempts, last outcome) and `inflight:{job id}` (the claim of
+//! the attempt under way, so two copies of one job are never sent at once).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,6 +161,38 @@ impl Store {
                 pipe.set_ex(key, 1u8, ttl).ignore();
             }
             pipe.query_async::<()>(&mut conn).await
+        })
+        .await
+    }
+
+    /// Claims job `job_id` for one attempt: true when no other attempt holds it. The claim
+    /// expires after `ttl` (a crashed holder never blocks the job for longer) and is released
+    /// with [`Store::release`].
+    pub async fn claim(&self, job_id: &str, ttl: Duration) -> Result<bool> {
+        let key = self.key(&format!("inflight:{job_id}"));
+        let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.run("claim", |mut conn| async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(1u8)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl)
+                .query_async(&mut conn)
+                .await?;
+            Ok(set.is_some())
+        })
+        .await
+    }
+
+    /// Releases a claim taken with [`Store::claim`].
+    pub async fn release(&self, job_id: &str) -> Result<()> {
+        let key = self.key(&format!("inflight:{job_id}"));
+        self.run("release", |mut conn| async move {
+            redis::cmd("DEL")
+                .arg(&key)
+                .query_async::<()>(&mut conn)
+                .await
         })
         .await
     }

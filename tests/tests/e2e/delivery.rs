@@ -32,13 +32,10 @@ async fn server_errors_are_retried_until_delivered_exactly_once() {
     let mut sink = Sink::start(&[503, 503, 200]).await;
     let mut env = TestEnv::new();
     env.alerts_to(&sink.url);
-    let (ingress, addr) = start_ingress(&env.config).await;
-    let worker = start_worker(&env.config).await;
-    let delivery = start_delivery(&env.config).await;
-    ingress.wait_ready().await;
+    let relay = Relay::start(&env.config).await;
 
     assert_eq!(
-        post_callbacks(addr, min_balance_body(3), &[])
+        post_callbacks(relay.addr, min_balance_body(3), &[])
             .await
             .status(),
         200
@@ -69,9 +66,7 @@ async fn server_errors_are_retried_until_delivered_exactly_once() {
         assert_eq!(env.queue_len(&channel, queue).await, 0, "{queue}");
     }
     assert_eq!(sink.count(), 3);
-    delivery.stop().await;
-    worker.stop().await;
-    ingress.stop().await;
+    relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,13 +74,10 @@ async fn client_errors_are_dead_lettered_at_once_with_their_status() {
     let mut sink = Sink::start(&[400]).await;
     let mut env = TestEnv::new();
     env.alerts_to(&sink.url);
-    let (ingress, addr) = start_ingress(&env.config).await;
-    let worker = start_worker(&env.config).await;
-    let delivery = start_delivery(&env.config).await;
-    ingress.wait_ready().await;
+    let relay = Relay::start(&env.config).await;
 
     assert_eq!(
-        post_callbacks(addr, min_balance_body(4), &[])
+        post_callbacks(relay.addr, min_balance_body(4), &[])
             .await
             .status(),
         200
@@ -126,9 +118,7 @@ async fn client_errors_are_dead_lettered_at_once_with_their_status() {
         );
     }
     assert_eq!(sink.count(), 1, "never retried");
-    delivery.stop().await;
-    worker.stop().await;
-    ingress.stop().await;
+    relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,10 +128,12 @@ async fn a_job_waiting_in_a_retry_tier_survives_a_delivery_restart() {
     // One long tier, so the job is still parked there while delivery is down.
     env.config.amqp.retry_tiers = vec![Duration::from_secs(2)];
     env.alerts_to(&sink.url);
-    let (ingress, addr) = start_ingress(&env.config).await;
-    let worker = start_worker(&env.config).await;
-    let delivery = start_delivery(&env.config).await;
-    ingress.wait_ready().await;
+    let Relay {
+        ingress,
+        worker,
+        delivery,
+        addr,
+    } = Relay::start(&env.config).await;
 
     assert_eq!(
         post_callbacks(addr, min_balance_body(5), &[])
@@ -170,4 +162,66 @@ async fn a_job_waiting_in_a_retry_tier_survives_a_delivery_restart() {
     delivery.stop().await;
     worker.stop().await;
     ingress.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_copies_of_one_job_in_flight_at_once_are_sent_once() {
+    // The destination holds each request, so the first copy is still in flight when the
+    // second is handled.
+    let mut sink = Sink::start_with_delay(&[], Duration::from_millis(500)).await;
+    let mut env = TestEnv::new();
+    env.alerts_to(&sink.url);
+    let event = relay_core::CloudEvent::new(
+        relay_core::ids::derived_event_id("test", &["copies"]),
+        "test".into(),
+        "com.voximplant.account.min_balance".into(),
+        serde_json::json!({"account_id": 1, "balance": 1.0}),
+    );
+    let job = relay_worker::min_balance::job(&event, "alerts", Default::default()).unwrap();
+    let body = serde_json::to_vec(&job).unwrap();
+    // Both copies wait in the queue before delivery starts, so it takes them together.
+    let channel = env.channel().await;
+    relay_amqp::Topology::from_config(&env.config.amqp)
+        .declare(&channel)
+        .await
+        .unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
+    for _ in 0..2 {
+        channel
+            .basic_publish(
+                "relay.deliveries".into(),
+                "".into(),
+                Default::default(),
+                &body,
+                lapin::BasicProperties::default().with_message_id(job.id.as_str().into()),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let delivery = start_delivery(&env.config).await;
+    sink.next(WAIT).await.expect("one request");
+    wait_for_record(&env, &job.id, "delivered").await;
+    // The second copy was parked while the first held the claim; once it is back and skipped,
+    // every queue is empty and nothing more can arrive.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut pending = 0;
+        for queue in ["relay.deliveries", "relay.retry.100ms", "relay.retry.300ms"] {
+            pending += env.queue_len(&channel, queue).await;
+        }
+        if pending == 0
+            && metrics_text().contains("relay_delivery_skipped_total{destination=\"alerts\"}")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second copy was never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    delivery.stop().await;
+    assert_eq!(sink.count(), 1, "sent once");
 }
