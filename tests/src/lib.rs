@@ -38,9 +38,8 @@ pub struct TestEnv {
 }
 
 fn rabbitmqctl(args: &[&str]) -> Result<()> {
-    // `RELAY_TEST_RABBITMQCTL` may name another command line, e.g. `sudo rabbitmqctl`.
-    let command =
-        std::env::var("RELAY_TEST_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".to_owned());
+    // `RELAY_RABBITMQCTL` may name another command line, e.g. `sudo rabbitmqctl`.
+    let command = std::env::var("RELAY_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".to_owned());
     let mut words = command.split_whitespace();
     let program = words.next().unwrap_or("rabbitmqctl");
     let out = std::process::Command::new(program)

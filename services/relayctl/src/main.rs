@@ -37,9 +37,8 @@ enum Command {
     /// Inspect and replay dead letters.
     #[command(subcommand)]
     Dead(dead::DeadCommand),
-    /// Measure the relay on this machine.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    /// Measure the relay on this machine, beside RabbitMQ's own limit.
+    Bench(bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -61,6 +60,6 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dead(command) => dead::run(&config, command).await,
-        Command::Bench(command) => bench::run(&config, command).await,
+        Command::Bench(args) => bench::run(&config, args).await,
     }
 }

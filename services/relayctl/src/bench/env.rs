@@ -1,0 +1,252 @@
+//! The bench's own relay: a throwaway vhost and key prefix, the three services as child
+//! processes (so their CPU and memory are theirs alone), configured by a generated file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use relay_core::config::{
+    Config, DestinationConfig, EnvSecret, LogFormat, Signing, VoximplantAccount,
+};
+
+/// The bench account's id.
+pub(crate) const ACCOUNT_ID: u64 = 100_001;
+/// Its API key (bench only).
+pub(crate) const API_KEY: &str = "bench-api-key";
+/// The callback salt (bench only).
+pub(crate) const SALT: &str = "bench-salt";
+/// The alert destination's signing secret (bench only).
+pub(crate) const WEBHOOK_SECRET: &str = "whsec_YmVuY2gtc2lnbmluZy1rZXktMDEyMzQ1Njc4OWFi";
+
+/// A running relay service.
+pub(crate) struct Service {
+    pub(crate) name: &'static str,
+    child: Child,
+}
+
+impl Service {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU seconds used so far (user + system), from `/proc`.
+    pub(crate) fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+            .sum();
+        ticks / clock_ticks_per_second()
+    }
+
+    /// Peak resident memory so far, in MiB (`VmHWM`).
+    pub(crate) fn peak_rss_mib(&self) -> f64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    /// SIGTERM, then wait for the drain (killed after 30 s).
+    pub(crate) fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// USER_HZ: 100 on every Linux this runs on; `getconf` confirms when available.
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The bench's isolated relay environment.
+pub(crate) struct BenchEnv {
+    pub(crate) vhost: String,
+    pub(crate) config: Config,
+    pub(crate) config_path: PathBuf,
+    pub(crate) ingress_url: String,
+    bin_dir: PathBuf,
+    log_dir: PathBuf,
+    /// `TOKIO_WORKER_THREADS` for the services (None: tokio's default, one per core).
+    pub(crate) service_threads: Option<usize>,
+}
+
+fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
+    let command = std::env::var("RELAY_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".to_owned());
+    let mut words = command.split_whitespace();
+    let program = words.next().unwrap_or("rabbitmqctl");
+    let out = Command::new(program)
+        .args(words)
+        .args(args)
+        .output()
+        .context("running rabbitmqctl (the bench needs a local RabbitMQ; RELAY_RABBITMQCTL names another command)")?;
+    if !out.status.success() {
+        bail!(
+            "rabbitmqctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+impl BenchEnv {
+    /// Creates the vhost and writes the configuration; `sink` receives the alerts.
+    pub(crate) fn create(sink: SocketAddr, out_dir: &Path) -> anyhow::Result<Self> {
+        let bin_dir = std::env::current_exe()?
+            .parent()
+            .context("relayctl has no directory")?
+            .to_path_buf();
+        for name in ["relay-ingress", "relay-worker", "relay-delivery"] {
+            if !bin_dir.join(name).exists() {
+                bail!(
+                    "{name} is not next to relayctl in {}; build the workspace binaries first (cargo build --release --bins)",
+                    bin_dir.display()
+                );
+            }
+        }
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let vhost = format!("relay-bench-{id}");
+        rabbitmqctl(&["add_vhost", &vhost])?;
+        rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"])?;
+
+        let mut config = Config::default();
+        config.amqp.url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
+        config.redis.key_prefix = format!("relay-bench:{id}:");
+        config.telemetry.log_format = LogFormat::Json;
+        config.telemetry.log_filter = "warn".to_owned();
+        config.ingress.listen = free_port()?;
+        config.ingress.admin_listen = free_port()?;
+        config.ingress.public_base_url = format!("http://{}", config.ingress.listen);
+        config.worker.admin_listen = free_port()?;
+        config.delivery.admin_listen = free_port()?;
+        config.ingress.voximplant.salt_env = Some(EnvSecret::with_value("RELAY_BENCH_SALT", SALT));
+        config.ingress.voximplant.accounts = vec![VoximplantAccount {
+            account_id: ACCOUNT_ID,
+            api_key_env: EnvSecret::with_value("RELAY_BENCH_API_KEY", API_KEY),
+        }];
+        config.destinations.insert(
+            "alerts".to_owned(),
+            DestinationConfig::new(
+                format!("http://{sink}/alerts"),
+                Signing::StandardWebhooks,
+                Some(EnvSecret::with_value(
+                    "RELAY_BENCH_WEBHOOK_SECRET",
+                    WEBHOOK_SECRET,
+                )),
+            ),
+        );
+        std::fs::create_dir_all(out_dir)?;
+        let config_path = out_dir.join("bench-relay.toml");
+        std::fs::write(&config_path, toml::to_string(&config)?)?;
+        Ok(Self {
+            vhost,
+            ingress_url: config.ingress.public_base_url.clone(),
+            config,
+            config_path,
+            bin_dir,
+            log_dir: out_dir.to_path_buf(),
+            service_threads: None,
+        })
+    }
+
+    /// Starts `name` and waits until its `/readyz` answers 200.
+    pub(crate) async fn start(&self, name: &'static str) -> anyhow::Result<Service> {
+        let admin = match name {
+            "relay-ingress" => self.config.ingress.admin_listen,
+            "relay-worker" => self.config.worker.admin_listen,
+            _ => self.config.delivery.admin_listen,
+        };
+        let log = std::fs::File::create(self.log_dir.join(format!("{name}.log")))?;
+        let mut command = Command::new(self.bin_dir.join(name));
+        command.env_remove("TOKIO_WORKER_THREADS");
+        if let Some(threads) = self.service_threads {
+            command.env("TOKIO_WORKER_THREADS", threads.to_string());
+        }
+        let child = command
+            .env("RELAY_CONFIG", &self.config_path)
+            .env("RELAY_BENCH_SALT", SALT)
+            .env("RELAY_BENCH_API_KEY", API_KEY)
+            .env("RELAY_BENCH_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let service = Service { name, child };
+        let client = reqwest::Client::new();
+        let url = format!("http://{admin}/readyz");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(&url).send().await
+                && r.status().is_success()
+            {
+                return Ok(service);
+            }
+            if Instant::now() > deadline {
+                service.stop();
+                bail!(
+                    "{name} did not become ready; see {}",
+                    self.log_dir.join(format!("{name}.log")).display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A channel on the bench vhost (the connection lives as long as the process).
+    pub(crate) async fn channel(&self) -> anyhow::Result<lapin::Channel> {
+        crate::dead::channel(&self.config).await
+    }
+}
+
+impl Drop for BenchEnv {
+    fn drop(&mut self) {
+        if let Err(e) = rabbitmqctl(&["delete_vhost", &self.vhost]) {
+            eprintln!("bench cleanup: {e}");
+        }
+        let _ = std::fs::remove_file(&self.config_path);
+        // Every key under the bench prefix (their TTLs would expire them too, in days).
+        if let Ok(client) = redis::Client::open(self.config.redis.url.as_str())
+            && let Ok(mut conn) = client.get_connection()
+        {
+            let pattern = format!("{}*", self.config.redis.key_prefix);
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query(&mut conn)
+                .unwrap_or_default();
+            for chunk in keys.chunks(1000) {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+            }
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! `relayctl bench`: the relay measured on this machine, side by side with RabbitMQ's own limit.
+//!
+//! It starts what it needs (a throwaway vhost and key prefix, the three services as child
+//! processes, a verifying sink in this process), runs bounded scenarios on loopback, and writes
+//! the results as JSON, an SVG chart and a Markdown section appended to BENCHMARKS.md. Speed is
+//! proven here, never by timing assertions in tests; `--quick` is the CI smoke run (tiny counts,
+//! nothing appended, no thresholds).
+//!
+//! 1. Ingress throughput (closed loop) at each concurrency, with the broker baseline (the same
+//!    number and size of persistent, confirmed messages published with lapin) in the same run.
+//! 2. End to end at fixed offered rates through worker and delivery to the sink: latency from the
+//!    planned send instant to the sink's receipt, and a zero-loss check.
+//! 3. Delivery throughput against the sink, beside the raw consume + ack rate.
+
+mod broker;
+mod env;
+mod load;
+mod report;
+mod sink;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions};
+use relay_core::config::Config;
+use relay_core::routing;
+
+use env::{BenchEnv, WEBHOOK_SECRET};
+use load::{Latency, Throughput};
+use report::{DeliveryRun, E2eRun, IngressRun, Results, ServiceUsage};
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// Smoke run for CI: tiny counts, a few seconds, nothing appended to BENCHMARKS.md.
+    #[arg(long)]
+    quick: bool,
+    /// Requests per ingress throughput run (and messages per baseline run).
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Concurrencies of the ingress throughput runs.
+    #[arg(long, value_delimiter = ',', default_value = "64,256")]
+    concurrency: Vec<usize>,
+    /// Offered rates (callbacks per second) of the end-to-end runs.
+    #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000")]
+    rates: Vec<u32>,
+    /// How long each end-to-end rate is sustained.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Jobs in the delivery throughput run.
+    #[arg(long, default_value_t = 20_000)]
+    jobs: usize,
+    /// Directory for the JSON, the chart and the services' logs.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// Runtime worker threads of each service (`TOKIO_WORKER_THREADS`; default one per core).
+    #[arg(long)]
+    service_threads: Option<usize>,
+    /// Markdown file the results section is appended to (not with --quick).
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    markdown: PathBuf,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    relay_core::duration::parse(text)
+}
+
+pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result<()> {
+    if args.quick {
+        args.requests = 400;
+        args.concurrency = vec![16];
+        args.rates = vec![100];
+        args.duration = Duration::from_secs(2);
+        args.jobs = 200;
+    }
+    anyhow::ensure!(
+        args.requests > 0 && args.jobs > 0,
+        "--requests and --jobs must be positive"
+    );
+    anyhow::ensure!(
+        !args.concurrency.contains(&0) && !args.rates.contains(&0),
+        "concurrency and rates must be positive"
+    );
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let sink = sink::RecordingSink::start(WEBHOOK_SECRET).await?;
+    let mut env = BenchEnv::create(sink.addr, &args.out)?;
+    env.service_threads = args.service_threads;
+    let url = format!("{}/v1/voximplant/callbacks", env.ingress_url);
+    let channel = env.channel().await?;
+    println!(
+        "bench: vhost {}, results in {}",
+        env.vhost,
+        args.out.display()
+    );
+
+    // 1. Ingress alone (nothing consumes, so only ingress and the broker work), then the broker
+    //    doing the same publishes without the relay.
+    let ingress = env.start("relay-ingress").await?;
+    let event_size = load::callbacks(1)
+        .first()
+        .map(|(id, _)| sample_event_size(id))
+        .unwrap_or(600);
+    let mut ingress_runs = Vec::new();
+    for &concurrency in &args.concurrency {
+        let cpu_before = ingress.cpu_seconds();
+        let run = load::closed_loop(&url, load::callbacks(args.requests), concurrency).await;
+        let cpu = ingress.cpu_seconds() - cpu_before;
+        print_throughput("ingress", &run);
+        channel
+            .queue_purge(
+                routing::MIN_BALANCE_ALERT.queue().as_str().into(),
+                QueuePurgeOptions::default(),
+            )
+            .await?;
+        let queue = format!("relay.bench.baseline-{concurrency}");
+        broker::quorum_queue(&channel, &queue).await?;
+        let publish = broker::publish_confirmed(
+            &channel,
+            broker::Route::Queue(&queue),
+            args.requests,
+            event_size,
+            concurrency,
+        )
+        .await?;
+        print_throughput("broker publish", &publish);
+        let handler_queue = routing::MIN_BALANCE_ALERT.queue();
+        let via_relay = broker::publish_confirmed(
+            &channel,
+            broker::Route::RelayEvents("voximplant.min_balance"),
+            args.requests,
+            event_size,
+            concurrency,
+        )
+        .await?;
+        print_throughput("broker publish via relay.events", &via_relay);
+        channel
+            .queue_purge(handler_queue.as_str().into(), QueuePurgeOptions::default())
+            .await?;
+        let consume =
+            broker::consume_acked(&env.channel().await?, &queue, args.requests, 64).await?;
+        println!("  broker consume+ack: {consume:.0} msg/s");
+        broker::delete_queue(&channel, &queue).await;
+        println!(
+            "  ingress / broker baseline = {:.2}",
+            run.per_second / publish.per_second
+        );
+        ingress_runs.push(IngressRun {
+            ratio: run.per_second / publish.per_second,
+            ingress: run,
+            broker_publish: publish,
+            broker_publish_via_relay_topology: via_relay,
+            broker_consume_per_second: consume,
+            ingress_cpu_seconds: cpu,
+        });
+    }
+
+    // 2. End to end at fixed rates.
+    let worker = env.start("relay-worker").await?;
+    let delivery = env.start("relay-delivery").await?;
+    let mut e2e_runs = Vec::new();
+    for &rate in &args.rates {
+        let count = ((f64::from(rate) * args.duration.as_secs_f64()).round() as usize).max(1);
+        let run = end_to_end(&url, &sink, rate, count, args.duration).await;
+        println!(
+            "e2e {rate}/s for {:.0}s: {} sent, {} accepted, {} delivered, {} lost, {} duplicates; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            args.duration.as_secs_f64(),
+            run.sent,
+            run.accepted,
+            run.delivered,
+            run.lost,
+            run.duplicates,
+            run.latency.p50_ms,
+            run.latency.p99_ms,
+            run.latency.max_ms
+        );
+        e2e_runs.push(run);
+    }
+
+    // 3. Delivery alone: jobs queued while it is stopped, then drained; beside it, the raw
+    //    consume + ack rate of the same number of job-sized messages.
+    delivery.stop();
+    let (job_size, jobs_published) = queue_jobs(&env, args.jobs).await?;
+    let before = sink.total();
+    let delivery = env.start("relay-delivery").await?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(300);
+    while sink.total() < before + jobs_published as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let delivered = sink.total() - before;
+    let raw_queue = "relay.bench.raw";
+    broker::quorum_queue(&channel, raw_queue).await?;
+    broker::publish_confirmed(
+        &channel,
+        broker::Route::Queue(raw_queue),
+        args.jobs,
+        job_size,
+        64,
+    )
+    .await?;
+    let raw = broker::consume_acked(
+        &env.channel().await?,
+        raw_queue,
+        args.jobs,
+        env.config.delivery.prefetch,
+    )
+    .await?;
+    broker::delete_queue(&channel, raw_queue).await;
+    let delivery_run = DeliveryRun {
+        jobs: args.jobs,
+        delivered,
+        seconds,
+        per_second: delivered as f64 / seconds,
+        raw_consume_per_second: raw,
+        ratio: delivered as f64 / seconds / raw,
+    };
+    println!(
+        "delivery: {} jobs in {:.2} s = {:.0}/s; raw consume+ack {:.0}/s; ratio {:.2}",
+        delivery_run.delivered, seconds, delivery_run.per_second, raw, delivery_run.ratio
+    );
+
+    let usage: Vec<ServiceUsage> = [&ingress, &worker, &delivery]
+        .iter()
+        .map(|s| ServiceUsage {
+            service: s.name.to_owned(),
+            peak_rss_mib: s.peak_rss_mib(),
+            cpu_seconds: s.cpu_seconds(),
+        })
+        .collect();
+    for u in &usage {
+        println!(
+            "{}: peak RSS {:.1} MiB, CPU {:.1} s",
+            u.service, u.peak_rss_mib, u.cpu_seconds
+        );
+    }
+    delivery.stop();
+    worker.stop();
+    ingress.stop();
+
+    let results = Results::new(
+        command,
+        args.quick,
+        ingress_runs,
+        e2e_runs,
+        delivery_run,
+        usage,
+        sink.arrivals.lock().map_or(0, |a| a.bad_signatures),
+    );
+    results.print_targets();
+    let written = results.write(&args.out, (!args.quick).then_some(args.markdown.as_path()))?;
+    println!("wrote {written}");
+    Ok(())
+}
+
+fn print_throughput(what: &str, t: &Throughput) {
+    println!(
+        "{what}: {} at concurrency {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, failures {}",
+        t.requests,
+        t.concurrency,
+        t.per_second,
+        t.latency.p50_ms,
+        t.latency.p99_ms,
+        t.latency.p999_ms,
+        t.failures
+    );
+}
+
+/// Size of the CloudEvent ingress publishes for one sample callback.
+fn sample_event_size(event_id: &str) -> usize {
+    let body = relay_ingress::voximplant::sample_min_balance(
+        env::ACCOUNT_ID,
+        1,
+        env::API_KEY,
+        env::SALT,
+        0.5,
+        false,
+    );
+    relay_ingress::voximplant::parse(&serde_json::to_vec(&body).unwrap_or_default())
+        .ok()
+        .and_then(|cbs| cbs.first().map(|cb| cb.to_event()))
+        .map_or(600, |mut event| {
+            event.id = event_id.to_owned();
+            serde_json::to_vec(&event).map_or(600, |b| b.len())
+        })
+}
+
+/// Offers `count` callbacks at `rate`, then waits for every accepted one at the sink.
+async fn end_to_end(
+    url: &str,
+    sink: &sink::RecordingSink,
+    rate: u32,
+    count: usize,
+    duration: Duration,
+) -> E2eRun {
+    let sent = load::open_loop(url, load::callbacks(count), rate).await;
+    let accepted: Vec<&(String, Instant, bool)> = sent.iter().filter(|(_, _, ok)| *ok).collect();
+    // Wait for the pipeline to drain: every accepted event at the sink, or a bounded wait.
+    let deadline = Instant::now() + Duration::from_secs(30) + duration;
+    loop {
+        let arrived = {
+            let a = sink.arrivals.lock().expect("arrivals lock");
+            accepted
+                .iter()
+                .filter(|(id, _, _)| a.by_event.contains_key(id))
+                .count()
+        };
+        if arrived == accepted.len() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let a = sink.arrivals.lock().expect("arrivals lock");
+    let mut h = load::histogram();
+    let (mut delivered, mut duplicates) = (0, 0);
+    for (id, planned, _) in &accepted {
+        if let Some((at, times)) = a.by_event.get(id) {
+            delivered += 1;
+            duplicates += times.saturating_sub(1) as usize;
+            h.saturating_record(at.saturating_duration_since(*planned).as_micros() as u64);
+        }
+    }
+    E2eRun {
+        offered_rate: rate,
+        seconds: duration.as_secs_f64(),
+        sent: sent.len(),
+        accepted: accepted.len(),
+        delivered,
+        lost: accepted.len() - delivered,
+        duplicates,
+        latency: Latency::of(&h),
+    }
+}
+
+/// Publishes `count` delivery jobs for the sink straight to `relay.deliveries`; returns the job
+/// body size and how many the broker confirmed.
+async fn queue_jobs(env: &BenchEnv, count: usize) -> anyhow::Result<(usize, usize)> {
+    let channel = env.channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let mut size = 0;
+    let mut confirms = Vec::with_capacity(count);
+    for i in 0..count {
+        let event_id = relay_core::ids::new_event_id();
+        let job_id = relay_core::ids::job_id(&event_id, "bench", i as u32);
+        let job = relay_core::DeliveryJob {
+            id: job_id.clone(),
+            event_id: event_id.clone(),
+            handler: "bench".to_owned(),
+            destination: "alerts".to_owned(),
+            method: "POST".to_owned(),
+            path: String::new(),
+            headers: Default::default(),
+            content_type: "application/json".to_owned(),
+            body: serde_json::json!({"event_id": event_id, "summary": "relay bench job", "balance": 0.5}).to_string(),
+            idempotency_key: job_id.clone(),
+            created_at: time::OffsetDateTime::now_utc(),
+            give_up_after: None,
+        };
+        let body = serde_json::to_vec(&job)?;
+        size = body.len();
+        confirms.push(
+            channel
+                .basic_publish(
+                    routing::DELIVERIES.into(),
+                    "".into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &body,
+                    lapin::BasicProperties::default()
+                        .with_delivery_mode(2)
+                        .with_message_id(job_id.as_str().into()),
+                )
+                .await
+                .context("publishing bench jobs")?,
+        );
+    }
+    let mut confirmed = 0;
+    for confirm in confirms {
+        if confirm.await.is_ok_and(|c| c.is_ack()) {
+            confirmed += 1;
+        }
+    }
+    Ok((size, confirmed))
+}
