@@ -77,18 +77,6 @@ impl Sender {
         span.record("destination", job.destination.as_str());
         span.record("attempt", attempt);
 
-        match self.store.delivery(&job.id).await {
-            Ok(Some(record)) if record.status == DeliveryStatus::Delivered => {
-                tracing::info!("job already delivered, not sending again");
-                metrics::counter!("relay_delivery_skipped_total", "destination" => job.destination.clone()).increment(1);
-                return Disposition::Ack;
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(%error, "delivery record unavailable; sending without the duplicate check")
-            }
-        }
-
         let Some(destination) = self.destinations.get(&job.destination) else {
             let failure = Failure {
                 reason: "unknown_destination",
@@ -99,16 +87,22 @@ impl Sender {
             return self.park(delivery, Some(&job), attempt, failure).await;
         };
 
-        // Claim the job so that two copies of it (a duplicate that slipped past ingress dedup)
-        // are never sent at once; the loser checks again after the shortest tier, by when the
+        // One round trip: has this job already succeeded, and may this attempt claim it? The
+        // claim keeps two copies of one job (a duplicate that slipped past ingress dedup) from
+        // being sent at once; the losing copy checks again after the shortest tier, by when the
         // record says `delivered` and it is skipped.
-        match self
-            .store
-            .claim(&job.id, destination.config.timeout + CLAIM_MARGIN)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
+        let claim_ttl = destination.config.timeout + CLAIM_MARGIN;
+        match self.store.begin_attempt(&job.id, claim_ttl).await {
+            Ok((Some(record), claimed)) if record.status == DeliveryStatus::Delivered => {
+                tracing::info!("job already delivered, not sending again");
+                metrics::counter!("relay_delivery_skipped_total", "destination" => job.destination.clone()).increment(1);
+                if claimed {
+                    self.release(&job.id).await;
+                }
+                return Disposition::Ack;
+            }
+            Ok((_, true)) => {}
+            Ok((_, false)) => {
                 tracing::info!("another attempt of this job is under way; checking again later");
                 let tier = self.tiers[0];
                 return self
@@ -122,13 +116,23 @@ impl Sender {
                     )
                     .await;
             }
-            Err(error) => tracing::warn!(%error, "claim unavailable; sending without it"),
+            Err(error) => {
+                tracing::warn!(%error, "delivery record unavailable; sending without the duplicate check")
+            }
         }
         let disposition = self.deliver(delivery, &job, destination, attempt).await;
-        if let Err(error) = self.store.release(&job.id).await {
-            tracing::debug!(%error, "claim not released; it expires by itself");
+        // Every settled outcome wrote the record, which released the claim; a job handed back
+        // to its queue did not.
+        if disposition == Disposition::Requeue {
+            self.release(&job.id).await;
         }
         disposition
+    }
+
+    async fn release(&self, job_id: &str) {
+        if let Err(error) = self.store.release(job_id).await {
+            tracing::debug!(%error, "claim not released; it expires by itself");
+        }
     }
 
     /// Sends one attempt and acts on its outcome.
@@ -146,6 +150,7 @@ impl Sender {
             Outcome::Retryable { .. } => "retryable",
             Outcome::Gone => "gone",
             Outcome::Permanent(_) => "rejected",
+            Outcome::Unsendable(_) => "invalid",
         };
         metrics::counter!("relay_delivery_attempts_total", "destination" => destination.name.clone(), "outcome" => label)
             .increment(1);
@@ -200,6 +205,15 @@ impl Sender {
                 };
                 self.park(delivery, Some(job), attempt, failure).await
             }
+            Outcome::Unsendable(detail) => {
+                let failure = Failure {
+                    reason: "invalid_request",
+                    detail,
+                    status: None,
+                    response,
+                };
+                self.park(delivery, Some(job), attempt, failure).await
+            }
             Outcome::Permanent(status) => {
                 let failure = Failure {
                     reason: "http_status",
@@ -220,7 +234,14 @@ impl Sender {
         destination: &Destination,
         job: &DeliveryJob,
     ) -> (Outcome, Option<String>) {
-        let url = format!("{}{}", destination.config.url, job.path);
+        let url = if job.path.is_empty() {
+            destination.url.clone()
+        } else {
+            match reqwest::Url::parse(&format!("{}{}", destination.config.url, job.path)) {
+                Ok(url) => url,
+                Err(e) => return (Outcome::Unsendable(format!("invalid URL: {e}")), None),
+            }
+        };
         let method =
             reqwest::Method::from_bytes(job.method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let mut http_headers = reqwest::header::HeaderMap::new();
@@ -236,7 +257,7 @@ impl Sender {
         let body = job.body.as_bytes();
         let mut request = self
             .client
-            .request(method, &url)
+            .request(method, url)
             .timeout(destination.config.timeout)
             .headers(http_headers)
             .header(reqwest::header::CONTENT_TYPE, job.content_type.as_str())
@@ -438,7 +459,7 @@ impl Sender {
         };
         if let Err(error) = self
             .store
-            .put_delivery(&job.id, &record, self.record_ttl)
+            .finish_attempt(&job.id, &record, self.record_ttl)
             .await
         {
             // Not worth failing the job over: the broker state is authoritative, and the

@@ -165,27 +165,67 @@ impl Store {
         .await
     }
 
-    /// Claims job `job_id` for one attempt: true when no other attempt holds it. The claim
-    /// expires after `ttl` (a crashed holder never blocks the job for longer) and is released
-    /// with [`Store::release`].
-    pub async fn claim(&self, job_id: &str, ttl: Duration) -> Result<bool> {
-        let key = self.key(&format!("inflight:{job_id}"));
+    /// Starts an attempt of job `job_id` in one round trip: reads its record and claims it
+    /// (`SET NX` with `ttl`) so that no other copy of the job is sent meanwhile. Returns the
+    /// record and whether the claim was won. A crashed holder never blocks the job for longer
+    /// than `ttl`; [`Store::finish_attempt`] or [`Store::release`] gives the claim back.
+    pub async fn begin_attempt(
+        &self,
+        job_id: &str,
+        ttl: Duration,
+    ) -> Result<(Option<DeliveryRecord>, bool)> {
+        let record_key = self.key(&format!("delivery:{job_id}"));
+        let claim_key = self.key(&format!("inflight:{job_id}"));
         let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.run("claim", |mut conn| async move {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(&key)
-                .arg(1u8)
-                .arg("NX")
-                .arg("PX")
+        let (record, claimed): (Option<String>, Option<String>) = self
+            .run("begin_attempt", |mut conn| async move {
+                redis::pipe()
+                    .cmd("GET")
+                    .arg(&record_key)
+                    .cmd("SET")
+                    .arg(&claim_key)
+                    .arg(1u8)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let record = record.map(|t| serde_json::from_str(&t)).transpose()?;
+        Ok((record, claimed.is_some()))
+    }
+
+    /// Ends an attempt in one round trip: writes the job's record (expiring after `ttl`) and
+    /// releases its claim.
+    pub async fn finish_attempt(
+        &self,
+        job_id: &str,
+        record: &DeliveryRecord,
+        ttl: Duration,
+    ) -> Result<()> {
+        let record_key = self.key(&format!("delivery:{job_id}"));
+        let claim_key = self.key(&format!("inflight:{job_id}"));
+        let text = serde_json::to_string(record)?;
+        let ttl = ttl.as_secs().max(1);
+        self.run("finish_attempt", |mut conn| async move {
+            redis::pipe()
+                .cmd("SET")
+                .arg(&record_key)
+                .arg(text)
+                .arg("EX")
                 .arg(ttl)
-                .query_async(&mut conn)
-                .await?;
-            Ok(set.is_some())
+                .ignore()
+                .cmd("DEL")
+                .arg(&claim_key)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
         })
         .await
     }
 
-    /// Releases a claim taken with [`Store::claim`].
+    /// Releases a claim without writing a record.
     pub async fn release(&self, job_id: &str) -> Result<()> {
         let key = self.key(&format!("inflight:{job_id}"));
         self.run("release", |mut conn| async move {
@@ -206,28 +246,6 @@ impl Store {
             })
             .await?;
         Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
-    }
-
-    /// Writes the record of job `job_id`, expiring after `ttl`.
-    pub async fn put_delivery(
-        &self,
-        job_id: &str,
-        record: &DeliveryRecord,
-        ttl: Duration,
-    ) -> Result<()> {
-        let key = self.key(&format!("delivery:{job_id}"));
-        let text = serde_json::to_string(record)?;
-        let ttl = ttl.as_secs().max(1);
-        self.run("delivery_put", |mut conn| async move {
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(text)
-                .arg("EX")
-                .arg(ttl)
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await
     }
 }
 
