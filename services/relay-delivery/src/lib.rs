@@ -31,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct Destination {
     pub(crate) name: String,
     pub(crate) config: DestinationConfig,
+    /// `config.url`, parsed once rather than on every request.
+    pub(crate) url: reqwest::Url,
     pub(crate) webhook_secret: Option<standard_webhooks::Secret>,
 }
 
@@ -70,6 +72,10 @@ impl DeliveryService {
                 name.clone(),
                 Destination {
                     name: name.clone(),
+                    url: reqwest::Url::parse(&d.url).map_err(|e| ConfigError::Invalid {
+                        field: format!("destinations.{name}.url"),
+                        message: e.to_string(),
+                    })?,
                     config: d.clone(),
                     webhook_secret,
                 },

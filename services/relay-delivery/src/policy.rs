@@ -25,6 +25,8 @@ pub enum Outcome {
     Gone,
     /// Any other status: retrying the same request cannot succeed.
     Permanent(u16),
+    /// The request could not even be built (e.g. a job path that makes an invalid URL).
+    Unsendable(String),
 }
 
 /// Classifies a response status (with its `Retry-After` header value, if any).
