@@ -5,8 +5,12 @@
 //! a signature or hash is constant-time ([`ct_eq`]); errors never echo a secret or the expected
 //! value.
 
+pub mod hmac_header;
+pub mod plivo;
 pub mod reamaze;
 pub mod standard_webhooks;
+pub mod twilio;
+pub mod url_parts;
 pub mod voximplant;
 
 use subtle::ConstantTimeEq;
