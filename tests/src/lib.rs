@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
@@ -37,34 +36,13 @@ pub struct TestEnv {
     pub config: Config,
 }
 
-fn rabbitmqctl(args: &[&str]) -> Result<()> {
-    // `RELAY_RABBITMQCTL` may name another command line, e.g. `sudo rabbitmqctl`.
-    let command = std::env::var("RELAY_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".to_owned());
-    let mut words = command.split_whitespace();
-    let program = words.next().unwrap_or("rabbitmqctl");
-    let out = std::process::Command::new(program)
-        .args(words)
-        .args(args)
-        .output()
-        .context("running rabbitmqctl (the tests need a local RabbitMQ; see scripts/test)")?;
-    if !out.status.success() {
-        bail!(
-            "rabbitmqctl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
 impl TestEnv {
     /// Creates the vhost and the configuration. Short retry tiers keep retry tests fast.
     pub fn new() -> Self {
         relay_telemetry::init_for_tests();
         let id = uuid::Uuid::now_v7().simple().to_string();
         let vhost = format!("relay-test-{id}");
-        rabbitmqctl(&["add_vhost", &vhost]).expect("create vhost");
-        rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"])
-            .expect("grant vhost");
+        relay_amqp::vhost::create(&vhost, "guest").expect("create the test vhost");
 
         let mut config = Config::default();
         config.amqp.url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
@@ -162,7 +140,7 @@ impl Default for TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        if let Err(e) = rabbitmqctl(&["delete_vhost", &self.vhost]) {
+        if let Err(e) = relay_amqp::vhost::delete(&self.vhost) {
             eprintln!("cleanup: {e}");
         }
         if let Ok(client) = redis::Client::open(self.config.redis.url.as_str())

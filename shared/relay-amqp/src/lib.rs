@@ -15,6 +15,7 @@ pub mod consumer;
 pub mod headers;
 pub mod topology;
 pub mod trace;
+pub mod vhost;
 
 pub use broker::{Broker, BrokerSettings, Publish, PublishError};
 pub use consumer::{Consumer, Disposition, Handler};

@@ -43,6 +43,19 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// Whether any `given` signature equals any `expected` one. Every pair is compared in constant
+/// time and none is skipped, so timing reveals neither which candidate matched nor how close a
+/// wrong one came (the number of candidates is public).
+pub(crate) fn ct_any(expected: &[String], given: &[&str]) -> bool {
+    let mut matched = false;
+    for e in expected {
+        for g in given {
+            matched |= ct_eq(e.as_bytes(), g.as_bytes());
+        }
+    }
+    matched
+}
+
 pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     use hmac::{KeyInit, Mac};
     let mut mac =

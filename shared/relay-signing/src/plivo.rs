@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 
 use crate::url_parts::UrlParts;
-use crate::{VerifyError, b64, ct_eq, hmac_sha256};
+use crate::{VerifyError, b64, ct_any, hmac_sha256};
 
 /// V3 signature header.
 pub const SIGNATURE_V3: &str = "X-Plivo-Signature-V3";
@@ -158,19 +158,14 @@ pub fn verify_v3(
     nonce: Option<&str>,
     header: Option<&str>,
 ) -> Result<(), VerifyError> {
-    let (Some(nonce), Some(header)) = (nonce, header) else {
-        return Err(VerifyError::Missing);
-    };
-    if nonce.is_empty() || header.trim().is_empty() {
-        return Err(VerifyError::Missing);
-    }
+    let (nonce, given) = nonce_and_signatures(nonce, header)?;
     let bases = v3_base_strings(url, method, params)
         .ok_or(VerifyError::Malformed("the public URL is not absolute"))?;
-    let mut matched = false;
-    for base in &bases {
-        matched |= any_matches(header, &v3_mac(auth_token, base, nonce)).is_ok();
-    }
-    if matched {
+    let expected: Vec<String> = bases
+        .iter()
+        .map(|base| v3_mac(auth_token, base, nonce))
+        .collect();
+    if ct_any(&expected, &given) {
         Ok(())
     } else {
         Err(VerifyError::Mismatch)
@@ -194,29 +189,29 @@ pub fn verify_v2(
     nonce: Option<&str>,
     header: Option<&str>,
 ) -> Result<(), VerifyError> {
-    let (Some(nonce), Some(header)) = (nonce, header) else {
-        return Err(VerifyError::Missing);
-    };
-    if nonce.is_empty() || header.trim().is_empty() {
-        return Err(VerifyError::Missing);
-    }
+    let (nonce, given) = nonce_and_signatures(nonce, header)?;
     let expected = sign_v2(auth_token, url, nonce)
         .ok_or(VerifyError::Malformed("the public URL is not absolute"))?;
-    any_matches(header, &expected)
-}
-
-/// True when any comma-separated entry of `header` equals `expected` (each compared in
-/// constant time, all of them compared).
-fn any_matches(header: &str, expected: &str) -> Result<(), VerifyError> {
-    let mut matched = false;
-    for candidate in header.split(',') {
-        matched |= ct_eq(candidate.trim().as_bytes(), expected.as_bytes());
-    }
-    if matched {
+    if ct_any(&[expected], &given) {
         Ok(())
     } else {
         Err(VerifyError::Mismatch)
     }
+}
+
+/// The nonce and the comma-separated signatures of a header, both required.
+fn nonce_and_signatures<'a>(
+    nonce: Option<&'a str>,
+    header: Option<&'a str>,
+) -> Result<(&'a str, Vec<&'a str>), VerifyError> {
+    let nonce = nonce
+        .filter(|n| !n.is_empty())
+        .ok_or(VerifyError::Missing)?;
+    let header = header
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .ok_or(VerifyError::Missing)?;
+    Ok((nonce, header.split(',').map(str::trim).collect()))
 }
 
 #[cfg(test)]

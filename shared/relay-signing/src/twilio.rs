@@ -13,7 +13,7 @@ use base64::Engine;
 use sha2::Digest;
 
 use crate::url_parts::UrlParts;
-use crate::{VerifyError, b64, ct_eq};
+use crate::{VerifyError, b64, ct_any, ct_eq};
 
 /// The header name.
 pub const HEADER: &str = "X-Twilio-Signature";
@@ -98,14 +98,11 @@ pub fn verify(
             no_params
         }
     };
-    let mut matched = false;
-    for variant in &variants {
-        matched |= ct_eq(
-            sign(auth_token, variant, params).as_bytes(),
-            header.as_bytes(),
-        );
-    }
-    if matched {
+    let expected: Vec<String> = variants
+        .iter()
+        .map(|variant| sign(auth_token, variant, params))
+        .collect();
+    if ct_any(&expected, &[header]) {
         Ok(())
     } else {
         Err(VerifyError::Mismatch)

@@ -17,7 +17,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel};
 
-use super::load::{Latency, Throughput, histogram};
+use super::load::{Throughput, histogram};
 
 /// Declares a fresh quorum queue for one measurement.
 pub(crate) async fn quorum_queue(channel: &Channel, name: &str) -> anyhow::Result<()> {
@@ -120,22 +120,7 @@ pub(crate) async fn publish_confirmed(
             })
         })
         .collect();
-    let mut h = histogram();
-    let mut failures = 0;
-    for task in tasks {
-        let (part, f) = task.await?;
-        h.add(part)?;
-        failures += f;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(Throughput {
-        requests: count,
-        concurrency,
-        seconds,
-        per_second: count as f64 / seconds,
-        latency: Latency::of(&h),
-        failures,
-    })
+    Ok(Throughput::join(tasks, count, concurrency, started).await)
 }
 
 /// Consumes `count` messages from `queue` with `prefetch`, acking each; messages per second.

@@ -96,24 +96,6 @@ pub(crate) struct BenchEnv {
     pub(crate) service_threads: Option<usize>,
 }
 
-fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
-    let command = std::env::var("RELAY_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".to_owned());
-    let mut words = command.split_whitespace();
-    let program = words.next().unwrap_or("rabbitmqctl");
-    let out = Command::new(program)
-        .args(words)
-        .args(args)
-        .output()
-        .context("running rabbitmqctl (the bench needs a local RabbitMQ; RELAY_RABBITMQCTL names another command)")?;
-    if !out.status.success() {
-        bail!(
-            "rabbitmqctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
 fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
@@ -135,8 +117,7 @@ impl BenchEnv {
         }
         let id = uuid::Uuid::now_v7().simple().to_string();
         let vhost = format!("relay-bench-{id}");
-        rabbitmqctl(&["add_vhost", &vhost])?;
-        rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"])?;
+        relay_amqp::vhost::create(&vhost, "guest")?;
 
         let mut config = Config::default();
         config.amqp.url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
@@ -231,7 +212,7 @@ impl BenchEnv {
 
 impl Drop for BenchEnv {
     fn drop(&mut self) {
-        if let Err(e) = rabbitmqctl(&["delete_vhost", &self.vhost]) {
+        if let Err(e) = relay_amqp::vhost::delete(&self.vhost) {
             eprintln!("bench cleanup: {e}");
         }
         let _ = std::fs::remove_file(&self.config_path);

@@ -71,6 +71,39 @@ pub(crate) struct Throughput {
     pub(crate) failures: usize,
 }
 
+impl Throughput {
+    /// Joins load tasks (each returning its latency histogram and failure count) started at
+    /// `started` into one result.
+    pub(crate) async fn join(
+        tasks: Vec<tokio::task::JoinHandle<(Histogram<u64>, usize)>>,
+        requests: usize,
+        concurrency: usize,
+        started: Instant,
+    ) -> Self {
+        let mut h = histogram();
+        let mut failures = 0;
+        for task in tasks {
+            match task.await {
+                Ok((part, f)) => {
+                    let _ = h.add(part);
+                    failures += f;
+                }
+                // A load task that panicked lost its share of the requests: count them failed.
+                Err(_) => failures += requests / concurrency.max(1),
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        Self {
+            requests,
+            concurrency,
+            seconds,
+            per_second: requests as f64 / seconds,
+            latency: Latency::of(&h),
+            failures,
+        }
+    }
+}
+
 pub(crate) fn client(connections: usize) -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
@@ -107,23 +140,7 @@ pub(crate) async fn closed_loop(
             })
         })
         .collect();
-    let mut h = histogram();
-    let mut failures = 0;
-    for task in tasks {
-        if let Ok((part, f)) = task.await {
-            let _ = h.add(part);
-            failures += f;
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    Throughput {
-        requests,
-        concurrency,
-        seconds,
-        per_second: requests as f64 / seconds,
-        latency: Latency::of(&h),
-        failures,
-    }
+    Throughput::join(tasks, requests, concurrency, started).await
 }
 
 /// Posts one body; true on a 2xx.
