@@ -34,6 +34,11 @@ enum Command {
     Sink(sink::SinkArgs),
     /// Declare the RabbitMQ topology (idempotent).
     Topology,
+    /// Show what delivery recorded of a job: status, attempts, last outcome.
+    Delivery {
+        /// The job id (the `Idempotency-Key` / `webhook-id` the destination saw).
+        job_id: String,
+    },
     /// Inspect and replay dead letters.
     #[command(subcommand)]
     Dead(dead::DeadCommand),
@@ -42,8 +47,18 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    // An operator tool: one clear line with its causes, never a stack trace.
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     if std::env::var_os("RUST_LOG").is_some() {
         relay_telemetry::init_for_tests();
@@ -59,7 +74,32 @@ async fn main() -> anyhow::Result<()> {
             println!("topology declared");
             Ok(())
         }
+        Command::Delivery { job_id } => show_delivery(&config, &job_id).await,
         Command::Dead(command) => dead::run(&config, command).await,
         Command::Bench(args) => bench::run(&config, args).await,
     }
+}
+
+async fn show_delivery(config: &Config, job_id: &str) -> anyhow::Result<()> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let store = relay_store::Store::start(
+        &config.redis,
+        &relay_telemetry::Readiness::new(),
+        stop.clone(),
+    );
+    anyhow::ensure!(
+        store
+            .wait_connected(std::time::Duration::from_secs(5))
+            .await,
+        "cannot reach Redis (check redis.url)"
+    );
+    let record = store.delivery(job_id).await;
+    stop.cancel();
+    match record? {
+        Some(record) => println!("{}", serde_json::to_string_pretty(&record)?),
+        None => anyhow::bail!(
+            "no record of job {job_id} (never attempted, or older than redis.delivery_record_ttl)"
+        ),
+    }
+    Ok(())
 }

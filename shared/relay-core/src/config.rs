@@ -21,7 +21,7 @@ use crate::duration::{serde_text, serde_text_vec};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read configuration file {path}: {source}")]
+    #[error("cannot read configuration file {path}")]
     Read {
         /// The file.
         path: PathBuf,

@@ -78,7 +78,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] relay_core::config::ConfigError),
     /// A listener could not be bound.
-    #[error("cannot bind {addr}: {source}")]
+    #[error("cannot bind {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
