@@ -25,7 +25,7 @@ use futures_util::future::join_all;
 use http_body_util::BodyExt;
 use relay_amqp::{Broker, BrokerSettings, FieldTable, Publish};
 use relay_core::config::{Config, EnvSecret};
-use relay_core::{event, routing};
+use relay_core::{CloudEvent, event, routing};
 use relay_store::Store;
 use relay_telemetry::Readiness;
 use relay_telemetry::admin::{AdminServer, StartError};
@@ -45,7 +45,7 @@ pub struct Ingress {
     grace: Duration,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     broker: Broker,
     store: Store,
     salt: Option<EnvSecret>,
@@ -201,7 +201,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
 
 /// What a successful request answers.
 #[derive(Debug, serde::Serialize)]
-struct Accepted {
+pub(crate) struct Accepted {
     /// Events published by this request.
     accepted: usize,
     /// Callbacks already seen (not published again).
@@ -269,17 +269,45 @@ async fn handle_voximplant(
         })?;
     }
 
-    // Collapse repeats inside the request, then drop what an earlier request already stored.
-    let mut keys: Vec<String> = Vec::with_capacity(callbacks.len());
-    let mut fresh: Vec<&voximplant::Callback> = Vec::with_capacity(callbacks.len());
-    for cb in &callbacks {
-        let key = cb.dedup_key();
-        if !keys.contains(&key) {
-            keys.push(key);
-            fresh.push(cb);
+    let outgoing = callbacks
+        .iter()
+        .map(|cb| Outgoing {
+            routing_key: cb.routing_key(),
+            event: cb.to_event(),
+            dedup_key: Some(cb.dedup_key()),
+        })
+        .collect();
+    publish_all(app, voximplant::SOURCE, outgoing).await
+}
+
+/// One event a route wants published.
+pub(crate) struct Outgoing {
+    /// Routing key on `relay.events`.
+    pub(crate) routing_key: String,
+    /// The event.
+    pub(crate) event: CloudEvent,
+    /// The source's own unique name of the event, when it has one: its dedup mark.
+    pub(crate) dedup_key: Option<String>,
+}
+
+/// What every route does once a request is verified and parsed (DESIGN.md, invariant 1): drop
+/// repeats and what an earlier request already stored, publish the rest with confirms, and
+/// only when every one is confirmed write their dedup marks. Any failed publish answers 503
+/// and marks nothing, so the provider's retry is processed in full.
+pub(crate) async fn publish_all(
+    app: &Shared,
+    source: &str,
+    events: Vec<Outgoing>,
+) -> Result<Accepted, Problem> {
+    let received = events.len();
+    let mut unique: Vec<Outgoing> = Vec::with_capacity(received);
+    for event in events {
+        if event.dedup_key.is_none() || !unique.iter().any(|u| u.dedup_key == event.dedup_key) {
+            unique.push(event);
         }
     }
-    let seen = match app.store.seen(voximplant::SOURCE, &keys).await {
+    let keys: Vec<String> = unique.iter().filter_map(|e| e.dedup_key.clone()).collect();
+    let seen = match app.store.seen(source, &keys).await {
         Ok(seen) => seen,
         Err(error) => {
             // Invariant 2: accept without dedup; the deterministic event id still collapses a
@@ -288,28 +316,26 @@ async fn handle_voximplant(
             vec![false; keys.len()]
         }
     };
-    let (to_publish, to_mark): (Vec<_>, Vec<_>) = fresh
-        .into_iter()
-        .zip(keys)
-        .zip(seen)
-        .filter(|(_, seen)| !seen)
-        .map(|(pair, _)| pair)
-        .unzip();
-    let duplicates = callbacks.len() - to_publish.len();
-
-    let events: Vec<(String, String, Vec<u8>)> = to_publish
+    let already: std::collections::HashSet<&str> = keys
         .iter()
-        .map(|cb| {
-            let event = cb.to_event();
-            let body = serde_json::to_vec(&event).expect("a CloudEvent always serialises");
-            (cb.routing_key(), event.id, body)
-        })
+        .zip(seen)
+        .filter_map(|(k, seen)| seen.then_some(k.as_str()))
         .collect();
-    let results = join_all(events.iter().map(|(key, id, body)| {
+    let to_publish: Vec<&Outgoing> = unique
+        .iter()
+        .filter(|e| e.dedup_key.as_deref().is_none_or(|k| !already.contains(k)))
+        .collect();
+    let duplicates = received - to_publish.len();
+
+    let bodies: Vec<Vec<u8>> = to_publish
+        .iter()
+        .map(|o| serde_json::to_vec(&o.event).expect("a CloudEvent always serialises"))
+        .collect();
+    let results = join_all(to_publish.iter().zip(&bodies).map(|(o, body)| {
         app.broker.publish(Publish {
             exchange: routing::EVENTS_EXCHANGE,
-            routing_key: key,
-            message_id: id,
+            routing_key: &o.routing_key,
+            message_id: &o.event.id,
             content_type: event::CONTENT_TYPE,
             body,
             headers: FieldTable::default(),
@@ -324,23 +350,24 @@ async fn handle_voximplant(
     }
 
     // Only now, with every event confirmed, remember them.
-    if let Err(error) = app
-        .store
-        .mark_seen(voximplant::SOURCE, &to_mark, app.dedup_ttl)
-        .await
-    {
+    let to_mark: Vec<String> = to_publish
+        .iter()
+        .filter_map(|o| o.dedup_key.clone())
+        .collect();
+    if let Err(error) = app.store.mark_seen(source, &to_mark, app.dedup_ttl).await {
         tracing::warn!(%error, "could not write dedup marks; a re-send will be published again");
     }
-    metrics::counter!("relay_ingress_events_total", "source" => voximplant::SOURCE)
+    metrics::counter!("relay_ingress_events_total", "source" => source.to_owned())
         .increment(to_publish.len() as u64);
     if duplicates > 0 {
-        metrics::counter!("relay_ingress_duplicates_total", "source" => voximplant::SOURCE)
+        metrics::counter!("relay_ingress_duplicates_total", "source" => source.to_owned())
             .increment(duplicates as u64);
     }
-    tracing::info!(
+    tracing::debug!(
+        source,
         accepted = to_publish.len(),
         duplicates,
-        "voximplant callbacks accepted"
+        "events accepted"
     );
     Ok(Accepted {
         accepted: to_publish.len(),
