@@ -6,6 +6,7 @@
 //! is processed in full. Redis only accelerates dedup: when it is down, requests are accepted
 //! (at-least-once) and counted in `relay_redis_errors_total`.
 
+pub mod hooks;
 pub mod problem;
 pub mod voximplant;
 
@@ -53,6 +54,10 @@ pub(crate) struct Shared {
     body_limit: usize,
     retry_after_secs: u64,
     dedup_ttl: Duration,
+    /// Generic sources by name.
+    hooks: HashMap<String, hooks::HookSource>,
+    /// `ingress.public_base_url`: signed-URL schemes verify against it.
+    public_base_url: String,
 }
 
 type AppState = Arc<Shared>;
@@ -71,7 +76,13 @@ impl Ingress {
         );
         let store = Store::start(&config.redis, &readiness, background.clone());
         let ingress = &config.ingress;
+        let mut hook_sources = HashMap::new();
+        for (name, source) in &ingress.sources {
+            hook_sources.insert(name.clone(), hooks::HookSource::from_config(name, source)?);
+        }
         let shared = Arc::new(Shared {
+            hooks: hook_sources,
+            public_base_url: ingress.public_base_url.clone(),
             broker,
             store,
             salt: ingress.voximplant.salt_env.clone(),
@@ -143,6 +154,7 @@ impl Ingress {
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/voximplant/callbacks", post(voximplant_callbacks))
+        .route("/v1/hooks/{source}", post(hook))
         .fallback(|| async { Problem::NotFound })
         .method_not_allowed_fallback(|| async { Problem::MethodNotAllowed })
         .layer(middleware::from_fn(trace_request))
@@ -170,7 +182,7 @@ async fn trace_request(request: Request, next: Next) -> Response {
 }
 
 /// Reads the body, refusing more than `limit` bytes with 413.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Problem> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Problem> {
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Problem::TooLarge { limit }),
@@ -208,6 +220,42 @@ pub(crate) struct Accepted {
     duplicates: usize,
 }
 
+async fn hook(
+    State(app): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    uri: axum::extract::OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let result = hooks::handle(&app, &name, &uri, &headers, body).await;
+    // Only configured names become metric labels: a scan of random names must not create series.
+    let source = if app.hooks.contains_key(&name) {
+        name.as_str()
+    } else {
+        "unknown"
+    };
+    respond(source, started, result)
+}
+
+/// Counts, times and logs a route's outcome, and renders it.
+fn respond(source: &str, started: Instant, result: Result<Accepted, Problem>) -> Response {
+    let outcome = match &result {
+        Ok(_) => "accepted",
+        Err(p) => p.outcome(),
+    };
+    metrics::counter!("relay_ingress_requests_total", "source" => source.to_owned(), "outcome" => outcome).increment(1);
+    metrics::histogram!("relay_ingress_request_seconds", "source" => source.to_owned())
+        .record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(accepted) => Json(accepted).into_response(),
+        Err(problem) => {
+            tracing::info!(source, outcome, "request refused");
+            problem.into_response()
+        }
+    }
+}
+
 async fn voximplant_callbacks(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -215,21 +263,7 @@ async fn voximplant_callbacks(
 ) -> Response {
     let started = Instant::now();
     let result = handle_voximplant(&app, &headers, body).await;
-    let outcome = match &result {
-        Ok(_) => "accepted",
-        Err(p) => p.outcome(),
-    };
-    metrics::counter!("relay_ingress_requests_total", "source" => voximplant::SOURCE, "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!("relay_ingress_request_seconds", "source" => voximplant::SOURCE)
-        .record(started.elapsed().as_secs_f64());
-    match result {
-        Ok(accepted) => Json(accepted).into_response(),
-        Err(problem) => {
-            tracing::info!(source = voximplant::SOURCE, outcome, "request refused");
-            problem.into_response()
-        }
-    }
+    respond(voximplant::SOURCE, started, result)
 }
 
 async fn handle_voximplant(

@@ -19,8 +19,12 @@ pub mod types {
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "urn:relay:problem:unsupported-media-type";
     /// The broker did not take the events; retry later (503).
     pub const BROKER_UNAVAILABLE: &str = "urn:relay:problem:broker-unavailable";
-    /// No such route or source (404).
+    /// No such route (404).
     pub const NOT_FOUND: &str = "urn:relay:problem:not-found";
+    /// No source of that name is configured (404).
+    pub const UNKNOWN_SOURCE: &str = "urn:relay:problem:unknown-source";
+    /// The signed timestamp is outside the accepted window (401).
+    pub const STALE_TIMESTAMP: &str = "urn:relay:problem:stale-timestamp";
     /// The route exists but not with this method (405).
     pub const METHOD_NOT_ALLOWED: &str = "urn:relay:problem:method-not-allowed";
 }
@@ -46,6 +50,10 @@ pub enum Problem {
     },
     /// 404.
     NotFound,
+    /// 404: no such configured source.
+    UnknownSource,
+    /// 401: the signed timestamp is too far from now.
+    StaleTimestamp,
     /// 405.
     MethodNotAllowed,
 }
@@ -69,6 +77,8 @@ impl Problem {
             Problem::UnsupportedMediaType(_) => "unsupported_media_type",
             Problem::BrokerUnavailable { .. } => "broker_unavailable",
             Problem::NotFound => "not_found",
+            Problem::UnknownSource => "unknown_source",
+            Problem::StaleTimestamp => "stale_timestamp",
             Problem::MethodNotAllowed => "method_not_allowed",
         }
     }
@@ -110,6 +120,18 @@ impl Problem {
                 types::NOT_FOUND,
                 "Not found",
                 "no such route".to_owned(),
+            ),
+            Problem::UnknownSource => (
+                StatusCode::NOT_FOUND,
+                types::UNKNOWN_SOURCE,
+                "Unknown source",
+                "no source of that name is configured".to_owned(),
+            ),
+            Problem::StaleTimestamp => (
+                StatusCode::UNAUTHORIZED,
+                types::STALE_TIMESTAMP,
+                "Stale timestamp",
+                "the signed timestamp is outside the accepted window".to_owned(),
             ),
             Problem::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

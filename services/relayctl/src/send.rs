@@ -9,6 +9,8 @@ use relay_core::config::Config;
 pub(crate) enum Sample {
     /// A Voximplant `min_balance` account callback.
     VoximplantMinBalance,
+    /// A JSON event to a generic source (`--source`), signed with its configured scheme.
+    Hook,
 }
 
 #[derive(Args)]
@@ -30,10 +32,17 @@ pub(crate) struct SendArgs {
     /// Report that the account reached its credit limit (a critical alert).
     #[arg(long)]
     min_credit: bool,
+    /// The generic source to send to (a key of `[ingress.sources]`), for `hook`.
+    #[arg(long)]
+    source: Option<String>,
+    /// JSON body for `hook` (default: a small test event with a fresh id).
+    #[arg(long)]
+    body: Option<String>,
 }
 
 pub(crate) async fn run(config: &Config, args: SendArgs) -> anyhow::Result<()> {
     match args.sample {
+        Sample::Hook => send_hook(config, args).await,
         Sample::VoximplantMinBalance => {
             let vox = &config.ingress.voximplant;
             let account = match args.account_id {
@@ -84,4 +93,93 @@ pub(crate) async fn run(config: &Config, args: SendArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Signs and posts a JSON body to `/v1/hooks/{source}` the way that source's sender would.
+async fn send_hook(config: &Config, args: SendArgs) -> anyhow::Result<()> {
+    use relay_core::config::{SignatureEncoding, SourceScheme};
+    use relay_signing::{basic, hmac_header, standard_webhooks, twilio};
+
+    let name = args.source.context("`send hook` needs --source NAME")?;
+    let source = config
+        .ingress
+        .sources
+        .get(&name)
+        .with_context(|| format!("no source `{name}` in [ingress.sources]"))?;
+    let secret = source
+        .secret_env
+        .require(&format!("ingress.sources.{name}.secret_env"))?;
+    let id = relay_core::ids::new_event_id();
+    let body = args.body.unwrap_or_else(|| {
+        serde_json::json!({"type": "test", "id": id, "sent_by": "relayctl"}).to_string()
+    });
+    let public = config
+        .ingress
+        .public_base_url
+        .trim_end_matches('/')
+        .to_owned();
+    let base = args.url.unwrap_or_else(|| public.clone());
+    let mut path = format!("/v1/hooks/{name}");
+    let mut headers: Vec<(String, String)> = Vec::new();
+    match source.scheme {
+        SourceScheme::StandardWebhooks => {
+            let key = standard_webhooks::Secret::parse(secret)?;
+            let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+            let msg_id = format!("msg_{id}");
+            headers.push((
+                standard_webhooks::SIGNATURE_HEADER.into(),
+                standard_webhooks::sign(&key, &msg_id, ts, body.as_bytes()),
+            ));
+            headers.push((standard_webhooks::ID_HEADER.into(), msg_id));
+            headers.push((standard_webhooks::TIMESTAMP_HEADER.into(), ts.to_string()));
+        }
+        SourceScheme::HmacSha256 => {
+            let encoding = match source.encoding {
+                SignatureEncoding::Hex => hmac_header::Encoding::Hex,
+                SignatureEncoding::Base64 => hmac_header::Encoding::Base64,
+            };
+            let header = source
+                .header
+                .clone()
+                .context("hmac-sha256 source without `header`")?;
+            headers.push((
+                header,
+                hmac_header::sign(secret.as_bytes(), body.as_bytes(), encoding, &source.prefix),
+            ));
+        }
+        SourceScheme::Twilio => {
+            // A JSON body is covered by bodySHA256, and the URL is signed alone.
+            path = format!("{path}?bodySHA256={}", twilio::body_hash(body.as_bytes()));
+            headers.push((
+                twilio::HEADER.into(),
+                twilio::sign(secret, &format!("{public}{path}"), &[]),
+            ));
+        }
+        SourceScheme::Basic => {
+            let user = source
+                .username
+                .clone()
+                .context("basic source without `username`")?;
+            headers.push(("authorization".into(), basic::header(&user, secret)));
+        }
+    }
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    println!("POST {url} (source {name})");
+    let mut request = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body);
+    for (k, v) in headers {
+        request = request.header(k, v);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach relay-ingress at {url}"))?;
+    let status = response.status();
+    println!("{status} {}", response.text().await.unwrap_or_default());
+    if !status.is_success() {
+        bail!("relay-ingress refused the event");
+    }
+    Ok(())
 }

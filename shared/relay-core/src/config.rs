@@ -257,6 +257,70 @@ pub struct IngressConfig {
     pub shutdown_grace: Duration,
     /// Voximplant account callbacks.
     pub voximplant: VoximplantConfig,
+    /// Generic sources by name, each at `POST /v1/hooks/{name}`.
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+/// How a generic source signs its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceScheme {
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`); `whsec_…`.
+    StandardWebhooks,
+    /// HMAC-SHA256 of the body in `header`, hex or base64, after an optional `prefix`.
+    HmacSha256,
+    /// `X-Twilio-Signature` over the public URL and the form parameters (or `bodySHA256`).
+    Twilio,
+    /// HTTP Basic with `username` and the secret as password.
+    Basic,
+}
+
+/// Encoding of an `hmac-sha256` signature.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureEncoding {
+    /// Hex digits.
+    #[default]
+    Hex,
+    /// Standard base64.
+    Base64,
+}
+
+/// A generic source (`POST /v1/hooks/{name}`); its events are routed as `<name>.<type>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Signature scheme.
+    pub scheme: SourceScheme,
+    /// Environment variable holding the secret (signing key, auth token or password).
+    pub secret_env: EnvSecret,
+    /// User name, for `basic`.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Header carrying the signature, for `hmac-sha256` (e.g. `X-Hub-Signature-256`).
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Encoding of the `hmac-sha256` signature.
+    #[serde(default)]
+    pub encoding: SignatureEncoding,
+    /// Prefix before the `hmac-sha256` signature (e.g. `sha256=`).
+    #[serde(default)]
+    pub prefix: String,
+    /// JSON pointer to the event type in the body (e.g. `/type`); without it the type is
+    /// `event`. Characters a routing key cannot hold become `_`.
+    #[serde(default)]
+    pub type_pointer: Option<String>,
+    /// JSON pointer to the sender's unique id of the event (e.g. `/id`), used for dedup and the
+    /// event id; Standard Webhooks sources use `webhook-id` instead.
+    #[serde(default)]
+    pub id_pointer: Option<String>,
+    /// Accepted clock difference, for `standard-webhooks`.
+    #[serde(default = "default_tolerance", with = "serde_text")]
+    pub tolerance: Duration,
+}
+
+fn default_tolerance() -> Duration {
+    Duration::from_secs(300)
 }
 
 impl Default for IngressConfig {
@@ -269,6 +333,7 @@ impl Default for IngressConfig {
             retry_after: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(20),
             voximplant: VoximplantConfig::default(),
+            sources: BTreeMap::new(),
         }
     }
 }
@@ -517,6 +582,9 @@ impl Config {
         for account in &mut self.ingress.voximplant.accounts {
             account.api_key_env.resolve(env);
         }
+        for source in self.ingress.sources.values_mut() {
+            source.secret_env.resolve(env);
+        }
         for destination in self.destinations.values_mut() {
             if let Some(secret) = &mut destination.secret_env {
                 secret.resolve(env);
@@ -575,6 +643,40 @@ impl Config {
                     format!("ingress.voximplant.accounts[{i}].account_id"),
                     format!("account {} is listed twice", account.account_id),
                 ));
+            }
+        }
+        for (name, source) in &self.ingress.sources {
+            let field = |f: &str| format!("ingress.sources.{name}.{f}");
+            if !crate::routing::is_key_word(name) {
+                return Err(invalid(
+                    format!("ingress.sources.{name}"),
+                    "a source name is 1-64 letters, digits, `_` or `-`",
+                ));
+            }
+            // Fail closed: a source without its secret would accept anything.
+            let secret = source.secret_env.require(&field("secret_env"))?;
+            match source.scheme {
+                SourceScheme::StandardWebhooks if !secret.starts_with("whsec_") => {
+                    return Err(invalid(
+                        field("secret_env"),
+                        format!("`{}` must hold a `whsec_…` secret", source.secret_env.var()),
+                    ));
+                }
+                SourceScheme::HmacSha256 if source.header.as_deref().is_none_or(str::is_empty) => {
+                    return Err(invalid(field("header"), "required by hmac-sha256"));
+                }
+                SourceScheme::Basic if source.username.is_none() => {
+                    return Err(invalid(field("username"), "required by basic"));
+                }
+                _ => {}
+            }
+            for (f, pointer) in [
+                ("type_pointer", &source.type_pointer),
+                ("id_pointer", &source.id_pointer),
+            ] {
+                if pointer.as_deref().is_some_and(|p| !p.starts_with('/')) {
+                    return Err(invalid(field(f), "a JSON pointer starts with `/`"));
+                }
             }
         }
         Ok(())
@@ -796,6 +898,43 @@ mod tests {
             .unwrap()
             .validate_delivery()
             .unwrap();
+    }
+
+    #[test]
+    fn sources_fail_closed_and_name_the_field() {
+        let text = r#"
+            [ingress.sources.gh]
+            scheme = "hmac-sha256"
+            secret_env = "GH_SECRET"
+        "#;
+        let with = |name: &str| (name == "GH_SECRET").then(|| "s".to_owned());
+        let err = Config::from_toml(text, &[], &with)
+            .unwrap()
+            .validate_ingress()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ingress.sources.gh.header"), "{err}");
+        let err = Config::from_toml(text, &[], &no_env)
+            .unwrap()
+            .validate_ingress()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ingress.sources.gh.secret_env"), "{err}");
+        let sw =
+            "[ingress.sources.sw]\nscheme = \"standard-webhooks\"\nsecret_env = \"GH_SECRET\"\n";
+        let err = Config::from_toml(sw, &[], &with)
+            .unwrap()
+            .validate_ingress()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("whsec_"), "{err}");
+        let bad_name = "[ingress.sources.\"a.b\"]\nscheme = \"basic\"\nsecret_env = \"GH_SECRET\"\nusername = \"u\"\n";
+        let err = Config::from_toml(bad_name, &[], &with)
+            .unwrap()
+            .validate_ingress()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ingress.sources.a.b"), "{err}");
     }
 
     #[test]

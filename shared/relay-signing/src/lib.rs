@@ -5,6 +5,7 @@
 //! a signature or hash is constant-time ([`ct_eq`]); errors never echo a secret or the expected
 //! value.
 
+pub mod basic;
 pub mod hmac_header;
 pub mod plivo;
 pub mod reamaze;

@@ -37,6 +37,11 @@ pub fn sign(auth_token: &str, url: &str, params: &[(String, String)]) -> String 
     b64().encode(mac.finalize().into_bytes())
 }
 
+/// The `bodySHA256` value of a raw body: lowercase hex SHA-256.
+pub fn body_hash(body: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(body))
+}
+
 /// What the request carried.
 pub enum Body<'a> {
     /// Form parameters (signed with the URL).
@@ -91,7 +96,7 @@ pub fn verify(
                 .ok_or(VerifyError::Malformed(
                     "a raw body needs the bodySHA256 query parameter",
                 ))?;
-            let actual = hex::encode(sha2::Sha256::digest(raw));
+            let actual = body_hash(raw);
             if !ct_eq(actual.as_bytes(), claimed.to_ascii_lowercase().as_bytes()) {
                 return Err(VerifyError::Mismatch);
             }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod delivery;
+mod hooks;
 mod ingress;
 mod resilience;
 mod topology;

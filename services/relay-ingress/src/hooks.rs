@@ -1,0 +1,285 @@
+//! `POST /v1/hooks/{source}`: generic sources configured by name, each with its scheme
+//! (`standard-webhooks`, `hmac-sha256`, `twilio`, `basic`).
+//!
+//! Verification runs on the raw bytes before anything is parsed. The body (JSON, or form
+//! parameters for Twilio-style senders) becomes the event's data; the event type comes from the
+//! source's `type_pointer` (default `event`), its unique id from `webhook-id` (Standard
+//! Webhooks) or the `id_pointer`, which also names the dedup mark and the event id. Events are
+//! routed as `<source>.<type>`.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, Uri, header};
+use relay_core::config::{ConfigError, EnvSecret, SignatureEncoding, SourceConfig, SourceScheme};
+use relay_core::{CloudEvent, ids, routing};
+use relay_signing::{VerifyError, basic, hmac_header, standard_webhooks, twilio};
+use serde_json::{Map, Value};
+
+use crate::problem::Problem;
+use crate::{Accepted, Outgoing, Shared, publish_all, read_body};
+
+/// Names a generic source may not take: the built-in routes' sources, whose routing keys and
+/// dedup marks it would share.
+pub const RESERVED: &[&str] = &["voximplant", "plivo", "acrobits", "reamaze"];
+
+/// A configured source, its secret decoded once.
+pub(crate) struct HookSource {
+    verifier: Verifier,
+    type_pointer: Option<String>,
+    id_pointer: Option<String>,
+}
+
+enum Verifier {
+    StandardWebhooks {
+        key: standard_webhooks::Secret,
+        tolerance_secs: i64,
+    },
+    Hmac {
+        secret: EnvSecret,
+        header: HeaderName,
+        encoding: hmac_header::Encoding,
+        prefix: String,
+    },
+    Twilio {
+        token: EnvSecret,
+    },
+    Basic {
+        username: String,
+        password: EnvSecret,
+    },
+}
+
+impl HookSource {
+    /// Builds the verifier of source `name` (configuration already validated).
+    pub(crate) fn from_config(name: &str, config: &SourceConfig) -> Result<Self, ConfigError> {
+        let field = |f: &str| format!("ingress.sources.{name}.{f}");
+        let invalid = |f: &str, message: String| ConfigError::Invalid {
+            field: field(f),
+            message,
+        };
+        if RESERVED.contains(&name) {
+            return Err(ConfigError::Invalid {
+                field: format!("ingress.sources.{name}"),
+                message: format!("`{name}` is the name of a built-in route's source"),
+            });
+        }
+        let secret = config.secret_env.clone();
+        let verifier = match config.scheme {
+            SourceScheme::StandardWebhooks => Verifier::StandardWebhooks {
+                key: standard_webhooks::Secret::parse(secret.require(&field("secret_env"))?)
+                    .map_err(|e| invalid("secret_env", e.to_string()))?,
+                tolerance_secs: i64::try_from(config.tolerance.as_secs()).unwrap_or(i64::MAX),
+            },
+            SourceScheme::HmacSha256 => Verifier::Hmac {
+                header: HeaderName::try_from(config.header.as_deref().unwrap_or_default())
+                    .map_err(|e| invalid("header", e.to_string()))?,
+                secret,
+                encoding: match config.encoding {
+                    SignatureEncoding::Hex => hmac_header::Encoding::Hex,
+                    SignatureEncoding::Base64 => hmac_header::Encoding::Base64,
+                },
+                prefix: config.prefix.clone(),
+            },
+            SourceScheme::Twilio => Verifier::Twilio { token: secret },
+            SourceScheme::Basic => Verifier::Basic {
+                username: config.username.clone().unwrap_or_default(),
+                password: secret,
+            },
+        };
+        Ok(Self {
+            verifier,
+            type_pointer: config.type_pointer.clone(),
+            id_pointer: config.id_pointer.clone(),
+        })
+    }
+}
+
+fn signature_problem(error: VerifyError) -> Problem {
+    match error {
+        VerifyError::Stale => Problem::StaleTimestamp,
+        other => Problem::BadSignature(other.to_string()),
+    }
+}
+
+/// A value usable as a routing-key word: anything else becomes `_`, at most 64 characters.
+fn key_word(text: &str) -> String {
+    let word: String = text
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if word.is_empty() {
+        "event".to_owned()
+    } else {
+        word
+    }
+}
+
+/// Form parameters as a JSON object (a repeated name becomes an array).
+fn form_to_json(pairs: &[(String, String)]) -> Value {
+    let mut object = Map::new();
+    for (k, v) in pairs {
+        match object.get_mut(k) {
+            None => {
+                object.insert(k.clone(), Value::String(v.clone()));
+            }
+            Some(Value::Array(values)) => values.push(Value::String(v.clone())),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, Value::String(v.clone())]);
+            }
+        }
+    }
+    Value::Object(object)
+}
+
+/// Handles one request for source `name`.
+pub(crate) async fn handle(
+    app: &Shared,
+    name: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Accepted, Problem> {
+    let source = app.hooks.get(name).ok_or(Problem::UnknownSource)?;
+    let bytes = read_body(body, app.body_limit).await?;
+    let text_header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let is_form = text_header(header::CONTENT_TYPE.as_str())
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    let form: Option<Vec<(String, String)>> =
+        is_form.then(|| form_urlencoded::parse(&bytes).into_owned().collect());
+
+    // Verify the raw request first; nothing is parsed for a request that does not verify.
+    let mut unique_id = None;
+    match &source.verifier {
+        Verifier::StandardWebhooks {
+            key,
+            tolerance_secs,
+        } => {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            standard_webhooks::verify(
+                key,
+                text_header(standard_webhooks::ID_HEADER),
+                text_header(standard_webhooks::TIMESTAMP_HEADER),
+                text_header(standard_webhooks::SIGNATURE_HEADER),
+                &bytes,
+                now,
+                *tolerance_secs,
+            )
+            .map_err(signature_problem)?;
+            unique_id = text_header(standard_webhooks::ID_HEADER).map(str::to_owned);
+        }
+        Verifier::Hmac {
+            secret,
+            header,
+            encoding,
+            prefix,
+        } => {
+            let key = secret.value().unwrap_or_default().as_bytes();
+            hmac_header::verify(key, &bytes, *encoding, prefix, text_header(header.as_str()))
+                .map_err(signature_problem)?;
+        }
+        Verifier::Twilio { token } => {
+            // Signed over the URL the sender called, as it sees it (behind proxies it differs).
+            let path = uri
+                .path_and_query()
+                .map_or_else(|| uri.path(), |pq| pq.as_str());
+            let url = format!("{}{path}", app.public_base_url.trim_end_matches('/'));
+            let signed = match &form {
+                Some(params) => twilio::Body::Form(params),
+                None => twilio::Body::Raw(&bytes),
+            };
+            twilio::verify(
+                token.value().unwrap_or_default(),
+                &url,
+                signed,
+                text_header(twilio::HEADER),
+            )
+            .map_err(signature_problem)?;
+        }
+        Verifier::Basic { username, password } => {
+            basic::verify(
+                text_header(header::AUTHORIZATION.as_str()),
+                username,
+                password.value().unwrap_or_default(),
+            )
+            .map_err(signature_problem)?;
+        }
+    }
+
+    let data = match &form {
+        Some(pairs) => form_to_json(pairs),
+        None if bytes.is_empty() => Value::Null,
+        None => serde_json::from_slice(&bytes)
+            .map_err(|e| Problem::Malformed(format!("body is not JSON: {e}")))?,
+    };
+    let kind = source
+        .type_pointer
+        .as_deref()
+        .and_then(|p| data.pointer(p))
+        .and_then(Value::as_str)
+        .map_or_else(|| "event".to_owned(), key_word);
+    if unique_id.is_none() {
+        unique_id = source
+            .id_pointer
+            .as_deref()
+            .and_then(|p| data.pointer(p))
+            .and_then(|v| match v {
+                Value::String(s) if !s.is_empty() => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
+    }
+    let namespace = format!("hooks/{name}");
+    let event_id = unique_id.as_deref().map_or_else(ids::new_event_id, |u| {
+        ids::derived_event_id(&namespace, &[u])
+    });
+    let event = CloudEvent::new(
+        event_id,
+        namespace,
+        format!("relay.hooks.{name}.{kind}"),
+        data,
+    );
+    let outgoing = Outgoing {
+        routing_key: routing::event_key(name, &kind),
+        event,
+        dedup_key: unique_id,
+    };
+    publish_all(app, &format!("hook-{name}"), vec![outgoing]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_become_routing_key_words() {
+        assert_eq!(key_word("push"), "push");
+        assert_eq!(key_word("pull_request.opened"), "pull_request_opened");
+        assert_eq!(key_word("a#b*c"), "a_b_c");
+        assert_eq!(key_word(""), "event");
+        assert_eq!(key_word(&"x".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn forms_become_objects_with_arrays_for_repeats() {
+        let pairs = vec![
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "2".to_owned()),
+            ("a".to_owned(), "3".to_owned()),
+        ];
+        assert_eq!(
+            form_to_json(&pairs),
+            serde_json::json!({"a": ["1", "3"], "b": "2"})
+        );
+    }
+}
