@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, Uri, header};
 use relay_core::config::{ConfigError, EnvSecret, SignatureEncoding, SourceConfig, SourceScheme};
 use relay_core::{CloudEvent, ids, routing};
-use relay_signing::{VerifyError, basic, hmac_header, standard_webhooks, twilio};
+use relay_signing::{VerifyError, basic, hmac_header, reamaze, standard_webhooks, twilio};
 use serde_json::{Map, Value};
 
 use crate::problem::Problem;
@@ -21,17 +21,29 @@ use crate::{Accepted, Outgoing, Shared, publish_all, read_body};
 /// dedup marks it would share.
 pub const RESERVED: &[&str] = &["voximplant", "plivo", "acrobits", "reamaze"];
 
-/// A configured source, its secret decoded once.
+/// A verified-body source, its secret decoded once: a generic one from `[ingress.sources]`, or
+/// a built-in one (Re:amaze, the relay's Voximplant scenario) that names its events itself.
 pub(crate) struct HookSource {
     verifier: Verifier,
     type_pointer: Option<String>,
     id_pointer: Option<String>,
+    /// Routing key before the type: the source name, `reamaze`, `voximplant.call`.
+    routing_prefix: String,
+    /// CloudEvents `type` before the type: `relay.hooks.<name>`, `com.reamaze`, ….
+    type_prefix: String,
+    /// CloudEvents `source`, also the namespace of derived event ids.
+    event_source: String,
+    /// Namespace of its dedup marks.
+    dedup_namespace: String,
 }
 
 enum Verifier {
     StandardWebhooks {
         key: standard_webhooks::Secret,
         tolerance_secs: i64,
+    },
+    Reamaze {
+        secret: EnvSecret,
     },
     Hmac {
         secret: EnvSecret,
@@ -89,6 +101,49 @@ impl HookSource {
             verifier,
             type_pointer: config.type_pointer.clone(),
             id_pointer: config.id_pointer.clone(),
+            routing_prefix: name.to_owned(),
+            type_prefix: format!("relay.hooks.{name}"),
+            event_source: format!("hooks/{name}"),
+            dedup_namespace: format!("hook-{name}"),
+        })
+    }
+
+    /// `POST /v1/reamaze/{channel}`: `X-Reamaze-Hmac-SHA256` on the exact body; events
+    /// `reamaze.<channel>`.
+    pub(crate) fn reamaze(secret: EnvSecret) -> Self {
+        Self {
+            verifier: Verifier::Reamaze { secret },
+            type_pointer: None,
+            id_pointer: None,
+            routing_prefix: "reamaze".to_owned(),
+            type_prefix: "com.reamaze".to_owned(),
+            event_source: "reamaze".to_owned(),
+            dedup_namespace: "reamaze".to_owned(),
+        }
+    }
+
+    /// `POST /v1/voximplant/events`: the relay's own scenario, Standard Webhooks signed, with the
+    /// call event's kind in `/kind` (`started`, `ringing`, `answered`, `ended`, `failed`,
+    /// `recording_ready`, …); events `voximplant.call.<kind>`, deduplicated on `webhook-id`.
+    pub(crate) fn voximplant_events(secret: &EnvSecret) -> Result<Self, ConfigError> {
+        let field = "ingress.voximplant.events_secret_env";
+        let key = standard_webhooks::Secret::parse(secret.require(field)?).map_err(|e| {
+            ConfigError::Invalid {
+                field: field.to_owned(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(Self {
+            verifier: Verifier::StandardWebhooks {
+                key,
+                tolerance_secs: standard_webhooks::DEFAULT_TOLERANCE_SECS,
+            },
+            type_pointer: Some("/kind".to_owned()),
+            id_pointer: None,
+            routing_prefix: "voximplant.call".to_owned(),
+            type_prefix: "com.voximplant.call".to_owned(),
+            event_source: "voximplant/scenario".to_owned(),
+            dedup_namespace: "voximplant-events".to_owned(),
         })
     }
 }
@@ -138,15 +193,16 @@ fn form_to_json(pairs: &[(String, String)]) -> Value {
     Value::Object(object)
 }
 
-/// Handles one request for source `name`.
+/// Handles one request for `source`; `kind` overrides the type pointer (Re:amaze's channel).
 pub(crate) async fn handle(
     app: &Shared,
-    name: &str,
+    source: Option<&HookSource>,
+    kind: Option<&str>,
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Accepted, Problem> {
-    let source = app.hooks.get(name).ok_or(Problem::UnknownSource)?;
+    let source = source.ok_or(Problem::UnknownSource)?;
     let bytes = read_body(body, app.body_limit).await?;
     let text_header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     let is_form = text_header(header::CONTENT_TYPE.as_str())
@@ -177,6 +233,11 @@ pub(crate) async fn handle(
             )
             .map_err(signature_problem)?;
             unique_id = text_header(standard_webhooks::ID_HEADER).map(str::to_owned);
+        }
+        Verifier::Reamaze { secret } => {
+            let key = secret.value().unwrap_or_default().as_bytes();
+            reamaze::verify(key, &bytes, text_header(reamaze::HEADER))
+                .map_err(signature_problem)?;
         }
         Verifier::Hmac {
             secret,
@@ -222,12 +283,15 @@ pub(crate) async fn handle(
         None => serde_json::from_slice(&bytes)
             .map_err(|e| Problem::Malformed(format!("body is not JSON: {e}")))?,
     };
-    let kind = source
-        .type_pointer
-        .as_deref()
-        .and_then(|p| data.pointer(p))
-        .and_then(Value::as_str)
-        .map_or_else(|| "event".to_owned(), key_word);
+    let kind = match kind {
+        Some(kind) => key_word(kind),
+        None => source
+            .type_pointer
+            .as_deref()
+            .and_then(|p| data.pointer(p))
+            .and_then(Value::as_str)
+            .map_or_else(|| "event".to_owned(), key_word),
+    };
     if unique_id.is_none() {
         unique_id = source
             .id_pointer
@@ -239,22 +303,21 @@ pub(crate) async fn handle(
                 _ => None,
             });
     }
-    let namespace = format!("hooks/{name}");
     let event_id = unique_id.as_deref().map_or_else(ids::new_event_id, |u| {
-        ids::derived_event_id(&namespace, &[u])
+        ids::derived_event_id(&source.event_source, &[u])
     });
     let event = CloudEvent::new(
         event_id,
-        namespace,
-        format!("relay.hooks.{name}.{kind}"),
+        source.event_source.clone(),
+        format!("{}.{kind}", source.type_prefix),
         data,
     );
     let outgoing = Outgoing {
-        routing_key: routing::event_key(name, &kind),
+        routing_key: routing::event_key(&source.routing_prefix, &kind),
         event,
         dedup_key: unique_id,
     };
-    publish_all(app, &format!("hook-{name}"), vec![outgoing]).await
+    publish_all(app, &source.dedup_namespace, vec![outgoing]).await
 }
 
 #[cfg(test)]

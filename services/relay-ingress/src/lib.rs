@@ -56,6 +56,10 @@ pub(crate) struct Shared {
     dedup_ttl: Duration,
     /// Generic sources by name.
     hooks: HashMap<String, hooks::HookSource>,
+    /// The Re:amaze route, when configured.
+    reamaze: Option<hooks::HookSource>,
+    /// The Voximplant scenario events route, when configured.
+    voximplant_events: Option<hooks::HookSource>,
     /// `ingress.public_base_url`: signed-URL schemes verify against it.
     public_base_url: String,
 }
@@ -80,8 +84,17 @@ impl Ingress {
         for (name, source) in &ingress.sources {
             hook_sources.insert(name.clone(), hooks::HookSource::from_config(name, source)?);
         }
+        let voximplant_events = match &ingress.voximplant.events_secret_env {
+            Some(secret) => Some(hooks::HookSource::voximplant_events(secret)?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             hooks: hook_sources,
+            reamaze: ingress
+                .reamaze
+                .as_ref()
+                .map(|r| hooks::HookSource::reamaze(r.secret_env.clone())),
+            voximplant_events,
             public_base_url: ingress.public_base_url.clone(),
             broker,
             store,
@@ -154,6 +167,8 @@ impl Ingress {
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/voximplant/callbacks", post(voximplant_callbacks))
+        .route("/v1/voximplant/events", post(voximplant_events))
+        .route("/v1/reamaze/{channel}", post(reamaze_request))
         .route("/v1/hooks/{source}", post(hook))
         .fallback(|| async { Problem::NotFound })
         .method_not_allowed_fallback(|| async { Problem::MethodNotAllowed })
@@ -228,7 +243,7 @@ async fn hook(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let result = hooks::handle(&app, &name, &uri, &headers, body).await;
+    let result = hooks::handle(&app, app.hooks.get(&name), None, &uri, &headers, body).await;
     // Only configured names become metric labels: a scan of random names must not create series.
     let source = if app.hooks.contains_key(&name) {
         name.as_str()
@@ -236,6 +251,35 @@ async fn hook(
         "unknown"
     };
     respond(source, started, result)
+}
+
+async fn voximplant_events(
+    State(app): State<AppState>,
+    uri: axum::extract::OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let source = app.voximplant_events.as_ref();
+    let result = hooks::handle(&app, source, None, &uri, &headers, body).await;
+    respond("voximplant-events", started, result)
+}
+
+async fn reamaze_request(
+    State(app): State<AppState>,
+    axum::extract::Path(channel): axum::extract::Path<String>,
+    uri: axum::extract::OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let result = if routing::is_key_word(&channel) {
+        let source = app.reamaze.as_ref();
+        hooks::handle(&app, source, Some(&channel), &uri, &headers, body).await
+    } else {
+        Err(Problem::NotFound)
+    };
+    respond("reamaze", started, result)
 }
 
 /// Counts, times and logs a route's outcome, and renders it.

@@ -259,6 +259,17 @@ pub struct IngressConfig {
     pub voximplant: VoximplantConfig,
     /// Generic sources by name, each at `POST /v1/hooks/{name}`.
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Signed requests from the Re:amaze helpdesk (`POST /v1/reamaze/{channel}`); the route
+    /// answers 404 while this is not configured.
+    pub reamaze: Option<ReamazeSource>,
+}
+
+/// The Re:amaze route.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReamazeSource {
+    /// Environment variable holding the shared secret of `X-Reamaze-Hmac-SHA256`.
+    pub secret_env: EnvSecret,
 }
 
 /// How a generic source signs its requests.
@@ -334,6 +345,7 @@ impl Default for IngressConfig {
             shutdown_grace: Duration::from_secs(20),
             voximplant: VoximplantConfig::default(),
             sources: BTreeMap::new(),
+            reamaze: None,
         }
     }
 }
@@ -347,6 +359,10 @@ pub struct VoximplantConfig {
     pub salt_env: Option<EnvSecret>,
     /// Accounts whose callbacks are accepted; callbacks of any other account get 401.
     pub accounts: Vec<VoximplantAccount>,
+    /// Environment variable holding the `whsec_…` secret with which the relay's own Voximplant
+    /// scenario signs its call events (`POST /v1/voximplant/events`); unset: the route answers
+    /// 404.
+    pub events_secret_env: Option<EnvSecret>,
 }
 
 /// One Voximplant account.
@@ -585,6 +601,12 @@ impl Config {
         for source in self.ingress.sources.values_mut() {
             source.secret_env.resolve(env);
         }
+        if let Some(reamaze) = &mut self.ingress.reamaze {
+            reamaze.secret_env.resolve(env);
+        }
+        if let Some(events) = &mut self.ingress.voximplant.events_secret_env {
+            events.resolve(env);
+        }
         for destination in self.destinations.values_mut() {
             if let Some(secret) = &mut destination.secret_env {
                 secret.resolve(env);
@@ -642,6 +664,18 @@ impl Config {
                 return Err(invalid(
                     format!("ingress.voximplant.accounts[{i}].account_id"),
                     format!("account {} is listed twice", account.account_id),
+                ));
+            }
+        }
+        if let Some(reamaze) = &self.ingress.reamaze {
+            reamaze.secret_env.require("ingress.reamaze.secret_env")?;
+        }
+        if let Some(events) = &vox.events_secret_env {
+            let secret = events.require("ingress.voximplant.events_secret_env")?;
+            if !secret.starts_with("whsec_") {
+                return Err(invalid(
+                    "ingress.voximplant.events_secret_env",
+                    format!("`{}` must hold a `whsec_…` secret", events.var()),
                 ));
             }
         }

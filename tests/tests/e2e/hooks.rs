@@ -308,3 +308,157 @@ async fn a_source_without_its_secret_refuses_to_start() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reamaze_and_voximplant_scenario_routes() {
+    let mut env = TestEnv::new();
+    env.config.ingress.reamaze = Some(relay_core::config::ReamazeSource {
+        secret_env: EnvSecret::with_value("TEST_REAMAZE_SECRET", "rz-secret"),
+    });
+    env.config.ingress.voximplant.events_secret_env = Some(EnvSecret::with_value(
+        "TEST_VOX_EVENTS_SECRET",
+        WEBHOOK_SECRET,
+    ));
+    let (ingress, addr) = start_ingress(&env.config).await;
+    ingress.wait_ready().await;
+    let channel = env.channel().await;
+
+    // Re:amaze: X-Reamaze-Hmac-SHA256 over the exact body, routed by channel.
+    let rz = br#"{"id":"c-9","body":"call me back"}"#;
+    let rz_sig = relay_signing::reamaze::sign(b"rz-secret", rz);
+    assert_eq!(
+        post(
+            addr,
+            "/v1/reamaze/support",
+            "application/json",
+            rz,
+            &[("x-reamaze-hmac-sha256", rz_sig.clone())]
+        )
+        .await
+        .status(),
+        200
+    );
+    expect_problem(
+        post(
+            addr,
+            "/v1/reamaze/support",
+            "application/json",
+            b"{}",
+            &[("x-reamaze-hmac-sha256", rz_sig.clone())],
+        )
+        .await,
+        401,
+        "bad-signature",
+    )
+    .await;
+    expect_problem(
+        post(
+            addr,
+            "/v1/reamaze/a.b",
+            "application/json",
+            rz,
+            &[("x-reamaze-hmac-sha256", rz_sig)],
+        )
+        .await,
+        404,
+        "not-found",
+    )
+    .await;
+
+    // The relay's own scenario: Standard Webhooks, kind in the body, deduplicated on webhook-id.
+    let key = standard_webhooks::Secret::parse(WEBHOOK_SECRET).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let ended = br#"{"kind":"ended","call_id":"call-1","duration":30,"hangup_reason":"normal"}"#;
+    let headers = vec![
+        ("webhook-id", "evt_call-1_ended".to_owned()),
+        ("webhook-timestamp", now.to_string()),
+        (
+            "webhook-signature",
+            standard_webhooks::sign(&key, "evt_call-1_ended", now, ended),
+        ),
+    ];
+    assert_eq!(
+        post(
+            addr,
+            "/v1/voximplant/events",
+            "application/json",
+            ended,
+            &headers
+        )
+        .await
+        .status(),
+        200
+    );
+    let again: Value = post(
+        addr,
+        "/v1/voximplant/events",
+        "application/json",
+        ended,
+        &headers,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(again["duplicates"], 1);
+    expect_problem(
+        post(
+            addr,
+            "/v1/voximplant/events",
+            "application/json",
+            b"{\"kind\":\"failed\"}",
+            &headers,
+        )
+        .await,
+        401,
+        "bad-signature",
+    )
+    .await;
+
+    let mut got = Vec::new();
+    while let Some(m) = env
+        .next_message(&channel, "relay.unrouted", Duration::from_millis(500))
+        .await
+    {
+        let event: Value = serde_json::from_slice(&m.delivery.data).unwrap();
+        got.push((m.delivery.routing_key.to_string(), event));
+    }
+    let mut keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, vec!["reamaze.support", "voximplant.call.ended"]);
+    let call = &got
+        .iter()
+        .find(|(k, _)| k == "voximplant.call.ended")
+        .unwrap()
+        .1;
+    assert_eq!(call["type"], "com.voximplant.call.ended");
+    assert_eq!(call["data"]["duration"], 30);
+    ingress.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconfigured_built_in_routes_are_unknown_sources() {
+    let env = TestEnv::new();
+    let (ingress, addr) = start_ingress(&env.config).await;
+    ingress.wait_ready().await;
+    expect_problem(
+        post(addr, "/v1/reamaze/support", "application/json", b"{}", &[]).await,
+        404,
+        "unknown-source",
+    )
+    .await;
+    expect_problem(
+        post(
+            addr,
+            "/v1/voximplant/events",
+            "application/json",
+            b"{}",
+            &[],
+        )
+        .await,
+        404,
+        "unknown-source",
+    )
+    .await;
+    ingress.stop().await;
+}
