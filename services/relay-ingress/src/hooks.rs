@@ -176,7 +176,7 @@ fn key_word(text: &str) -> String {
 }
 
 /// Form parameters as a JSON object (a repeated name becomes an array).
-fn form_to_json(pairs: &[(String, String)]) -> Value {
+pub(crate) fn form_to_json(pairs: &[(String, String)]) -> Value {
     let mut object = Map::new();
     for (k, v) in pairs {
         match object.get_mut(k) {

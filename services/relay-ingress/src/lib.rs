@@ -7,6 +7,7 @@
 //! (at-least-once) and counted in `relay_redis_errors_total`.
 
 pub mod hooks;
+pub mod plivo;
 pub mod problem;
 pub mod voximplant;
 
@@ -60,6 +61,8 @@ pub(crate) struct Shared {
     reamaze: Option<hooks::HookSource>,
     /// The Voximplant scenario events route, when configured.
     voximplant_events: Option<hooks::HookSource>,
+    /// The Plivo routes, when configured.
+    plivo: Option<plivo::PlivoRoutes>,
     /// `ingress.public_base_url`: signed-URL schemes verify against it.
     public_base_url: String,
 }
@@ -95,6 +98,7 @@ impl Ingress {
                 .as_ref()
                 .map(|r| hooks::HookSource::reamaze(r.secret_env.clone())),
             voximplant_events,
+            plivo: ingress.plivo.as_ref().map(plivo::PlivoRoutes::new),
             public_base_url: ingress.public_base_url.clone(),
             broker,
             store,
@@ -168,6 +172,10 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/voximplant/callbacks", post(voximplant_callbacks))
         .route("/v1/voximplant/events", post(voximplant_events))
+        .route(
+            "/v1/plivo/{kind}",
+            axum::routing::get(plivo_request).post(plivo_request),
+        )
         .route("/v1/reamaze/{channel}", post(reamaze_request))
         .route("/v1/hooks/{source}", post(hook))
         .fallback(|| async { Problem::NotFound })
@@ -282,8 +290,30 @@ async fn reamaze_request(
     respond("reamaze", started, result)
 }
 
+async fn plivo_request(
+    State(app): State<AppState>,
+    axum::extract::Path(kind): axum::extract::Path<String>,
+    method: axum::http::Method,
+    uri: axum::extract::OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let result = plivo::handle(&app, &kind, &method, &uri, &headers, body).await;
+    respond_with(plivo::SOURCE, started, result)
+}
+
 /// Counts, times and logs a route's outcome, and renders it.
 fn respond(source: &str, started: Instant, result: Result<Accepted, Problem>) -> Response {
+    respond_with(
+        source,
+        started,
+        result.map(|accepted| Json(accepted).into_response()),
+    )
+}
+
+/// [`respond`] for routes that render their own success response.
+fn respond_with(source: &str, started: Instant, result: Result<Response, Problem>) -> Response {
     let outcome = match &result {
         Ok(_) => "accepted",
         Err(p) => p.outcome(),
@@ -292,7 +322,7 @@ fn respond(source: &str, started: Instant, result: Result<Accepted, Problem>) ->
     metrics::histogram!("relay_ingress_request_seconds", "source" => source.to_owned())
         .record(started.elapsed().as_secs_f64());
     match result {
-        Ok(accepted) => Json(accepted).into_response(),
+        Ok(response) => response,
         Err(problem) => {
             tracing::info!(source, outcome, "request refused");
             problem.into_response()

@@ -11,6 +11,8 @@ pub(crate) enum Sample {
     VoximplantMinBalance,
     /// A JSON event to a generic source (`--source`), signed with its configured scheme.
     Hook,
+    /// A Plivo `completed` status callback, signed with X-Plivo-Signature-V3.
+    PlivoStatus,
 }
 
 #[derive(Args)]
@@ -43,6 +45,7 @@ pub(crate) struct SendArgs {
 pub(crate) async fn run(config: &Config, args: SendArgs) -> anyhow::Result<()> {
     match args.sample {
         Sample::Hook => send_hook(config, args).await,
+        Sample::PlivoStatus => send_plivo_status(config, args).await,
         Sample::VoximplantMinBalance => {
             let vox = &config.ingress.voximplant;
             let account = match args.account_id {
@@ -182,4 +185,80 @@ async fn send_hook(config: &Config, args: SendArgs) -> anyhow::Result<()> {
         bail!("relay-ingress refused the event");
     }
     Ok(())
+}
+
+/// Posts a signed Plivo status callback, signed over the public URL as Plivo would.
+async fn send_plivo_status(config: &Config, args: SendArgs) -> anyhow::Result<()> {
+    use relay_signing::plivo;
+    let source = config
+        .ingress
+        .plivo
+        .as_ref()
+        .context("no [ingress.plivo] in the configuration")?;
+    let token = source
+        .auth_token_env
+        .require("ingress.plivo.auth_token_env")?;
+    let uuid = relay_core::ids::new_event_id();
+    let params: Vec<(String, String)> = [
+        ("CallUUID", uuid.as_str()),
+        ("CallStatus", "completed"),
+        ("Event", "Hangup"),
+        ("From", "+15550000000"),
+        ("To", "+15551231234"),
+        ("Direction", "outbound"),
+        ("Duration", "42"),
+        ("HangupCause", "NORMAL_CLEARING"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let public = config.ingress.public_base_url.trim_end_matches('/');
+    let nonce = relay_core::ids::new_event_id().replace('-', "");
+    let signature = plivo::sign_v3(
+        token,
+        &format!("{public}/v1/plivo/status"),
+        plivo::Method::Post,
+        &params,
+        &nonce,
+    )
+    .context("ingress.public_base_url is not an absolute URL")?;
+    let base = args.url.unwrap_or_else(|| public.to_owned());
+    let url = format!("{}/v1/plivo/status", base.trim_end_matches('/'));
+    println!("POST {url} (CallUUID {uuid})");
+    let body = form_urlencoded_body(&params);
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(plivo::NONCE_V3, nonce)
+        .header(plivo::SIGNATURE_V3, signature)
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach relay-ingress at {url}"))?;
+    let status = response.status();
+    println!("{status} {}", response.text().await.unwrap_or_default());
+    if !status.is_success() {
+        bail!("relay-ingress refused the callback");
+    }
+    Ok(())
+}
+
+fn form_urlencoded_body(params: &[(String, String)]) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

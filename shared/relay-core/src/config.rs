@@ -262,6 +262,30 @@ pub struct IngressConfig {
     /// Signed requests from the Re:amaze helpdesk (`POST /v1/reamaze/{channel}`); the route
     /// answers 404 while this is not configured.
     pub reamaze: Option<ReamazeSource>,
+    /// Plivo call callbacks (`/v1/plivo/{answer,hangup,status}`); 404 while not configured.
+    pub plivo: Option<PlivoSource>,
+}
+
+/// The Plivo routes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlivoSource {
+    /// Environment variable holding the (sub)account's auth token (`X-Plivo-Signature-V3`).
+    pub auth_token_env: EnvSecret,
+    /// Environment variable holding the main account's auth token, which Plivo uses for
+    /// `X-Plivo-Signature-Ma-V3` on subaccount callbacks.
+    #[serde(default)]
+    pub main_auth_token_env: Option<EnvSecret>,
+    /// Also accept the older `X-Plivo-Signature-V2` (signed URL without query or params).
+    #[serde(default)]
+    pub accept_v2: bool,
+    /// XML answered to an `answer` request that is not a web-callback leg.
+    #[serde(default = "default_answer_xml")]
+    pub default_answer_xml: String,
+}
+
+fn default_answer_xml() -> String {
+    "<Response><Hangup/></Response>".to_owned()
 }
 
 /// The Re:amaze route.
@@ -346,6 +370,7 @@ impl Default for IngressConfig {
             voximplant: VoximplantConfig::default(),
             sources: BTreeMap::new(),
             reamaze: None,
+            plivo: None,
         }
     }
 }
@@ -604,6 +629,12 @@ impl Config {
         if let Some(reamaze) = &mut self.ingress.reamaze {
             reamaze.secret_env.resolve(env);
         }
+        if let Some(plivo) = &mut self.ingress.plivo {
+            plivo.auth_token_env.resolve(env);
+            if let Some(main) = &mut plivo.main_auth_token_env {
+                main.resolve(env);
+            }
+        }
         if let Some(events) = &mut self.ingress.voximplant.events_secret_env {
             events.resolve(env);
         }
@@ -669,6 +700,24 @@ impl Config {
         }
         if let Some(reamaze) = &self.ingress.reamaze {
             reamaze.secret_env.require("ingress.reamaze.secret_env")?;
+        }
+        if let Some(plivo) = &self.ingress.plivo {
+            plivo
+                .auth_token_env
+                .require("ingress.plivo.auth_token_env")?;
+            if let Some(main) = &plivo.main_auth_token_env {
+                main.require("ingress.plivo.main_auth_token_env")?;
+            }
+            if !plivo
+                .default_answer_xml
+                .trim_start()
+                .starts_with("<Response")
+            {
+                return Err(invalid(
+                    "ingress.plivo.default_answer_xml",
+                    "must be a Plivo <Response> document",
+                ));
+            }
         }
         if let Some(events) = &vox.events_secret_env {
             let secret = events.require("ingress.voximplant.events_secret_env")?;

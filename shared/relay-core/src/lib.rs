@@ -10,6 +10,7 @@ pub mod duration;
 pub mod event;
 pub mod ids;
 pub mod job;
+pub mod phone;
 pub mod routing;
 
 pub use event::CloudEvent;

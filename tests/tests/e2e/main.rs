@@ -6,5 +6,6 @@
 mod delivery;
 mod hooks;
 mod ingress;
+mod plivo;
 mod resilience;
 mod topology;
