@@ -7,6 +7,7 @@
 
 pub mod basic;
 pub mod hmac_header;
+pub mod password;
 pub mod plivo;
 pub mod reamaze;
 pub mod standard_webhooks;
