@@ -203,14 +203,10 @@ pub(crate) async fn handle(
     body: Body,
 ) -> Result<Accepted, Problem> {
     let source = source.ok_or(Problem::UnknownSource)?;
+    crate::require_json_or_form(headers)?;
     let bytes = read_body(body, app.body_limit).await?;
     let text_header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let is_form = text_header(header::CONTENT_TYPE.as_str())
-        .and_then(|t| t.split(';').next())
-        .is_some_and(|t| {
-            t.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
+    let is_form = crate::is_form(headers);
     let form: Option<Vec<(String, String)>> =
         is_form.then(|| form_urlencoded::parse(&bytes).into_owned().collect());
 

@@ -6,6 +6,7 @@
 //! is processed in full. Redis only accelerates dedup: when it is down, requests are accepted
 //! (at-least-once) and counted in `relay_redis_errors_total`.
 
+pub mod acrobits;
 pub mod hooks;
 pub mod plivo;
 pub mod problem;
@@ -63,6 +64,8 @@ pub(crate) struct Shared {
     voximplant_events: Option<hooks::HookSource>,
     /// The Plivo routes, when configured.
     plivo: Option<plivo::PlivoRoutes>,
+    /// The Acrobits web callback, when configured.
+    acrobits: Option<acrobits::AcrobitsRoute>,
     /// `ingress.public_base_url`: signed-URL schemes verify against it.
     public_base_url: String,
 }
@@ -91,6 +94,10 @@ impl Ingress {
             Some(secret) => Some(hooks::HookSource::voximplant_events(secret)?),
             None => None,
         };
+        let acrobits = match &ingress.acrobits {
+            Some(route) => Some(acrobits::AcrobitsRoute::new(route)?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             hooks: hook_sources,
             reamaze: ingress
@@ -99,6 +106,7 @@ impl Ingress {
                 .map(|r| hooks::HookSource::reamaze(r.secret_env.clone())),
             voximplant_events,
             plivo: ingress.plivo.as_ref().map(plivo::PlivoRoutes::new),
+            acrobits,
             public_base_url: ingress.public_base_url.clone(),
             broker,
             store,
@@ -173,6 +181,10 @@ fn router(state: AppState) -> Router {
         .route("/v1/voximplant/callbacks", post(voximplant_callbacks))
         .route("/v1/voximplant/events", post(voximplant_events))
         .route(
+            "/v1/acrobits/web-callback",
+            axum::routing::get(acrobits_request).post(acrobits_request),
+        )
+        .route(
             "/v1/plivo/{kind}",
             axum::routing::get(plivo_request).post(plivo_request),
         )
@@ -234,6 +246,27 @@ fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
     }
 }
 
+/// Whether the request's body is form-encoded.
+pub(crate) fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// Routes that read JSON or form bodies.
+pub(crate) fn require_json_or_form(headers: &HeaderMap) -> Result<(), Problem> {
+    if is_form(headers) {
+        Ok(())
+    } else {
+        require_json(headers)
+    }
+}
+
 /// What a successful request answers.
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct Accepted {
@@ -288,6 +321,23 @@ async fn reamaze_request(
         Err(Problem::NotFound)
     };
     respond("reamaze", started, result)
+}
+
+async fn acrobits_request(
+    State(app): State<AppState>,
+    uri: axum::extract::OriginalUri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let (response, outcome) = acrobits::handle(&app, &uri, &headers, body).await;
+    metrics::counter!("relay_ingress_requests_total", "source" => acrobits::SOURCE, "outcome" => outcome).increment(1);
+    metrics::histogram!("relay_ingress_request_seconds", "source" => acrobits::SOURCE)
+        .record(started.elapsed().as_secs_f64());
+    if outcome != "accepted" {
+        tracing::info!(source = acrobits::SOURCE, outcome, "request refused");
+    }
+    response
 }
 
 async fn plivo_request(

@@ -148,6 +148,14 @@ pub(crate) async fn handle(
     if !matches!(kind, "answer" | "hangup" | "status") {
         return Err(Problem::NotFound);
     }
+    if method != Method::GET
+        && headers.contains_key(header::CONTENT_TYPE)
+        && !crate::is_form(headers)
+    {
+        return Err(Problem::UnsupportedMediaType(
+            "Plivo callbacks are form-encoded".to_owned(),
+        ));
+    }
     let bytes = read_body(body, app.body_limit).await?;
     let (sig_method, form): (sig::Method, Vec<(String, String)>) = if method == Method::GET {
         (sig::Method::Get, Vec::new())

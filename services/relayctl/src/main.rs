@@ -34,6 +34,8 @@ enum Command {
     Sink(sink::SinkArgs),
     /// Declare the RabbitMQ topology (idempotent).
     Topology,
+    /// Print the argon2 hash of a password read from standard input (for Acrobits accounts).
+    HashPassword,
     /// Show what delivery recorded of a job: status, attempts, last outcome.
     Delivery {
         /// The job id (the `Idempotency-Key` / `webhook-id` the destination saw).
@@ -72,6 +74,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .declare(&channel)
                 .await?;
             println!("topology declared");
+            Ok(())
+        }
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "no password on standard input");
+            println!("{}", relay_signing::password::hash_argon2(password)?);
             Ok(())
         }
         Command::Delivery { job_id } => show_delivery(&config, &job_id).await,

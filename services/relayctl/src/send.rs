@@ -13,6 +13,12 @@ pub(crate) enum Sample {
     Hook,
     /// A Plivo `completed` status callback, signed with X-Plivo-Signature-V3.
     PlivoStatus,
+    /// A call event from the relay's Voximplant scenario (`--body` JSON with `kind`).
+    VoximplantEvent,
+    /// A Re:amaze signed request (`--channel`, `--body`).
+    Reamaze,
+    /// An Acrobits web callback (`--username`, `--password`, `--target`, `--callback`).
+    AcrobitsWebCallback,
 }
 
 #[derive(Args)]
@@ -37,15 +43,33 @@ pub(crate) struct SendArgs {
     /// The generic source to send to (a key of `[ingress.sources]`), for `hook`.
     #[arg(long)]
     source: Option<String>,
-    /// JSON body for `hook` (default: a small test event with a fresh id).
+    /// JSON body for `hook`, `voximplant-event` and `reamaze` (default: a small sample).
     #[arg(long)]
     body: Option<String>,
+    /// Re:amaze channel, for `reamaze`.
+    #[arg(long, default_value = "support")]
+    channel: String,
+    /// Acrobits user name.
+    #[arg(long, default_value = "demo")]
+    username: String,
+    /// Acrobits password (the account's hash is all the configuration holds).
+    #[arg(long, env = "RELAY_ACROBITS_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Number to call, for `acrobits-web-callback`.
+    #[arg(long, default_value = "+15551231234")]
+    target: String,
+    /// Number to call back, for `acrobits-web-callback`.
+    #[arg(long, default_value = "+15559879876")]
+    callback: String,
 }
 
 pub(crate) async fn run(config: &Config, args: SendArgs) -> anyhow::Result<()> {
     match args.sample {
         Sample::Hook => send_hook(config, args).await,
         Sample::PlivoStatus => send_plivo_status(config, args).await,
+        Sample::VoximplantEvent => send_voximplant_event(config, args).await,
+        Sample::Reamaze => send_reamaze(config, args).await,
+        Sample::AcrobitsWebCallback => send_acrobits(config, args).await,
         Sample::VoximplantMinBalance => {
             let vox = &config.ingress.voximplant;
             let account = match args.account_id {
@@ -261,4 +285,121 @@ fn encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Posts `body` with `headers` and reports the answer.
+async fn post(
+    url: &str,
+    content_type: &str,
+    body: String,
+    headers: Vec<(String, String)>,
+) -> anyhow::Result<()> {
+    println!("POST {url}");
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body);
+    for (k, v) in headers {
+        request = request.header(k, v);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach relay-ingress at {url}"))?;
+    let status = response.status();
+    println!("{status} {}", response.text().await.unwrap_or_default());
+    if !status.is_success() {
+        bail!("relay-ingress refused the request");
+    }
+    Ok(())
+}
+
+fn ingress_url(config: &Config, url: Option<String>, path: &str) -> String {
+    let base = url.unwrap_or_else(|| config.ingress.public_base_url.clone());
+    format!("{}{path}", base.trim_end_matches('/'))
+}
+
+/// A Standard Webhooks signed call event, as the relay's scenario sends it.
+async fn send_voximplant_event(config: &Config, args: SendArgs) -> anyhow::Result<()> {
+    use relay_signing::standard_webhooks;
+    let secret = config
+        .ingress
+        .voximplant
+        .events_secret_env
+        .as_ref()
+        .context("no ingress.voximplant.events_secret_env in the configuration")?
+        .require("ingress.voximplant.events_secret_env")?;
+    let key = standard_webhooks::Secret::parse(secret)?;
+    let id = relay_core::ids::new_event_id();
+    let body = args.body.unwrap_or_else(|| {
+        serde_json::json!({"kind": "ended", "call_id": id, "duration": 42, "hangup_reason": "normal"}).to_string()
+    });
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let msg_id = format!("msg_{id}");
+    let headers = vec![
+        (
+            standard_webhooks::SIGNATURE_HEADER.to_owned(),
+            standard_webhooks::sign(&key, &msg_id, ts, body.as_bytes()),
+        ),
+        (standard_webhooks::ID_HEADER.to_owned(), msg_id),
+        (
+            standard_webhooks::TIMESTAMP_HEADER.to_owned(),
+            ts.to_string(),
+        ),
+    ];
+    post(
+        &ingress_url(config, args.url, "/v1/voximplant/events"),
+        "application/json",
+        body,
+        headers,
+    )
+    .await
+}
+
+/// A Re:amaze signed request.
+async fn send_reamaze(config: &Config, args: SendArgs) -> anyhow::Result<()> {
+    use relay_signing::reamaze;
+    let secret = config
+        .ingress
+        .reamaze
+        .as_ref()
+        .context("no [ingress.reamaze] in the configuration")?
+        .secret_env
+        .require("ingress.reamaze.secret_env")?;
+    let body = args.body.unwrap_or_else(|| serde_json::json!({"id": relay_core::ids::new_event_id(), "body": "hello from relayctl"}).to_string());
+    let headers = vec![(
+        reamaze::HEADER.to_owned(),
+        reamaze::sign(secret.as_bytes(), body.as_bytes()),
+    )];
+    post(
+        &ingress_url(config, args.url, &format!("/v1/reamaze/{}", args.channel)),
+        "application/json",
+        body,
+        headers,
+    )
+    .await
+}
+
+/// An Acrobits web callback in the app's default form encoding.
+async fn send_acrobits(config: &Config, args: SendArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.ingress.acrobits.is_some(),
+        "no [ingress.acrobits] in the configuration"
+    );
+    let password = args
+        .password
+        .context("give the account's password with --password or RELAY_ACROBITS_PASSWORD")?;
+    let params = [
+        ("username".to_owned(), args.username),
+        ("password".to_owned(), password),
+        ("targetNumber".to_owned(), args.target),
+        ("callbackNumber".to_owned(), args.callback),
+    ];
+    post(
+        &ingress_url(config, args.url, "/v1/acrobits/web-callback"),
+        "application/x-www-form-urlencoded",
+        form_urlencoded_body(&params),
+        Vec::new(),
+    )
+    .await
 }

@@ -237,6 +237,30 @@ impl Store {
         .await
     }
 
+    /// Counts one hit against `key` (e.g. `acrobits:alice`) in the current `window`, and
+    /// returns the hits so far in it. Windows are fixed (aligned to the clock); each counter
+    /// expires with its window.
+    pub async fn hit_rate(&self, key: &str, window: Duration) -> Result<u64> {
+        let secs = window.as_secs().max(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let full = self.key(&format!("rate:{key}:{}", now / secs));
+        self.run("hit_rate", |mut conn| async move {
+            let (count,): (u64,) = redis::pipe()
+                .cmd("INCR")
+                .arg(&full)
+                .cmd("EXPIRE")
+                .arg(&full)
+                .arg(secs * 2)
+                .ignore()
+                .query_async(&mut conn)
+                .await?;
+            Ok(count)
+        })
+        .await
+    }
+
     /// The record of job `job_id`, if any.
     pub async fn delivery(&self, job_id: &str) -> Result<Option<DeliveryRecord>> {
         let key = self.key(&format!("delivery:{job_id}"));

@@ -227,6 +227,14 @@ async fn every_scheme_accepts_signed_requests_and_refuses_the_rest() {
     )
     .await;
 
+    // a body in a format no source reads
+    expect_problem(
+        post(addr, "/v1/hooks/gh", "application/xml", b"<a/>", &[]).await,
+        415,
+        "unsupported-media-type",
+    )
+    .await;
+
     // unknown source
     expect_problem(
         post(addr, "/v1/hooks/nobody", "application/json", body, &[]).await,

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod acrobits;
 mod delivery;
 mod hooks;
 mod ingress;

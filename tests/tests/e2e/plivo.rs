@@ -213,6 +213,14 @@ async fn plivo_callbacks_are_verified_published_and_answered() {
         .status(),
         404
     );
+    let json = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/plivo/status"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), 415, "Plivo callbacks are form-encoded");
 
     let mut keys = Vec::new();
     while let Some(m) = env

@@ -1,0 +1,193 @@
+//! The Acrobits web callback end to end: every parameter encoding, every refusal in the format
+//! the app reads, the rate limit, and an event that never carries the password.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use relay_core::config::{AcrobitsAccount, AcrobitsSource, EnvSecret};
+use relay_e2e::*;
+use serde_json::Value;
+
+/// argon2 is slow on purpose: hash once for the whole suite.
+fn alice_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| relay_signing::password::hash_argon2("secretW0rd").unwrap())
+}
+
+fn env(rate_limit: u32) -> TestEnv {
+    let mut env = TestEnv::new();
+    env.config.ingress.acrobits = Some(AcrobitsSource {
+        allowed_prefixes: vec!["+1".into()],
+        rate_limit_per_minute: rate_limit,
+        accounts: vec![AcrobitsAccount {
+            username: "alice".into(),
+            password_hash_env: Some(EnvSecret::with_value("TEST_ALICE_HASH", alice_hash())),
+            password_env: None,
+        }],
+        ..AcrobitsSource::default()
+    });
+    env
+}
+
+fn url(addr: std::net::SocketAddr, query: &str) -> String {
+    format!("http://{addr}/v1/acrobits/web-callback{query}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_callback_accepts_every_encoding_and_refuses_in_the_apps_format() {
+    let env = env(0);
+    let (ingress, addr) = start_ingress(&env.config).await;
+    ingress.wait_ready().await;
+    let client = reqwest::Client::new();
+    let channel = env.channel().await;
+
+    // GET with a query string (the documentation's example names).
+    let ok = client
+        .get(url(addr, "?username=alice&password=secretW0rd&targetNumber=%2B15551231234&callbackNumber=%2B15559879876&lang=en"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    // POST JSON with the other default names.
+    let json = client
+        .post(url(addr, ""))
+        .header("content-type", "application/json")
+        .body(r#"{"username":"alice","password":"secretW0rd","to":"+1 (555) 123-1234","callback":"+15559879876"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), 200);
+    assert_eq!(json.headers()["content-type"], "application/json");
+
+    // Refusals: wrong password as XML, because the app asked for XML.
+    let xml = client
+        .post(url(addr, ""))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/xml")
+        .body("u=alice&p=wrong&to=%2B15551231234&callback=%2B15559879876")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(xml.status(), 401);
+    assert_eq!(xml.headers()["content-type"], "application/xml");
+    assert_eq!(
+        xml.text().await.unwrap(),
+        "<message>Wrong user name or password.</message>"
+    );
+    // An unknown user gets the very same answer.
+    let unknown = client.get(url(addr, "?username=mallory&password=secretW0rd&targetNumber=%2B15551231234&callbackNumber=%2B15559879876")).send().await.unwrap();
+    assert_eq!(unknown.status(), 401);
+    let body: Value = unknown.json().await.unwrap();
+    assert_eq!(
+        (body["type"].as_str(), body["message"].as_str()),
+        (
+            Some("urn:relay:problem:bad-credentials"),
+            Some("Wrong user name or password.")
+        )
+    );
+    // A number that is not international, as a form reply.
+    let bad = client
+        .post(url(addr, ""))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=alice&password=secretW0rd&targetNumber=5551231234&callbackNumber=%2B15559879876")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let form: Vec<(String, String)> = form_urlencoded::parse(bad.text().await.unwrap().as_bytes())
+        .into_owned()
+        .collect();
+    assert!(
+        form.contains(&("type".into(), "urn:relay:problem:invalid-number".into())),
+        "{form:?}"
+    );
+    // A destination outside the allowed prefixes (either leg).
+    let abroad = client.get(url(addr, "?username=alice&password=secretW0rd&targetNumber=%2B442079460958&callbackNumber=%2B15559879876")).send().await.unwrap();
+    assert_eq!(abroad.status(), 403);
+    let back_abroad = client.get(url(addr, "?username=alice&password=secretW0rd&targetNumber=%2B15551231234&callbackNumber=%2B442079460958")).send().await.unwrap();
+    assert_eq!(back_abroad.status(), 403);
+
+    // A body in a format the route does not read, answered in the format the app asked for.
+    let xml_body = client
+        .post(url(addr, ""))
+        .header("content-type", "application/xml")
+        .body("<a/>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(xml_body.status(), 415);
+    assert_eq!(xml_body.headers()["content-type"], "application/xml");
+
+    // Exactly the two accepted requests became events, normalised and without the password.
+    let mut events = Vec::new();
+    while let Some(m) = env
+        .next_message(&channel, "relay.unrouted", Duration::from_millis(500))
+        .await
+    {
+        assert_eq!(m.delivery.routing_key.as_str(), "acrobits.web_callback");
+        events.push(String::from_utf8(m.delivery.data.clone()).unwrap());
+    }
+    assert_eq!(events.len(), 2);
+    for text in &events {
+        assert!(
+            !text.contains("secretW0rd"),
+            "the password leaked into the event: {text}"
+        );
+        let event: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(event["data"]["target"], "+15551231234");
+        assert_eq!(event["data"]["callback"], "+15559879876");
+        assert_eq!(event["subject"], "alice");
+    }
+    ingress.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_callback_is_rate_limited_per_account() {
+    let env = env(2);
+    let (ingress, addr) = start_ingress(&env.config).await;
+    ingress.wait_ready().await;
+    let client = reqwest::Client::new();
+    let request = url(
+        addr,
+        "?username=alice&password=secretW0rd&targetNumber=%2B15551231234&callbackNumber=%2B15559879876",
+    );
+    // The window is a clock minute: a boundary may reset the count once, so allow for it.
+    let mut accepted = 0;
+    let mut limited = None;
+    for _ in 0..6 {
+        let response = client.get(&request).send().await.unwrap();
+        match response.status().as_u16() {
+            200 => accepted += 1,
+            429 => {
+                limited = Some(response);
+                break;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let limited = limited.expect("the third request in a minute is refused");
+    assert!(accepted >= 2, "the limit lets 2 through first");
+    assert_eq!(limited.headers()["retry-after"], "60");
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["type"], "urn:relay:problem:rate-limited");
+    ingress.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_password_where_a_hash_belongs_refuses_to_start() {
+    let mut env = env(0);
+    let acrobits = env.config.ingress.acrobits.as_mut().unwrap();
+    acrobits.accounts[0].password_hash_env = Some(EnvSecret::with_value(
+        "TEST_ALICE_HASH",
+        "$argon2id$garbage",
+    ));
+    let err = relay_ingress::Ingress::build(env.config.clone())
+        .await
+        .err()
+        .expect("refuses to start");
+    assert!(
+        err.to_string()
+            .contains("ingress.acrobits.accounts[0].password_hash_env"),
+        "{err}"
+    );
+}
