@@ -497,4 +497,17 @@ mod tests {
     fn xml_messages_are_escaped() {
         assert_eq!(xml_escape("a<b>&c"), "a&lt;b&gt;&amp;c");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parameters_never_panic(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            json in proptest::prelude::any::<bool>(),
+            query in "[a-zA-Z0-9=&%+]{0,60}",
+        ) {
+            let uri: Uri = format!("/v1/acrobits/web-callback?{query}").parse().unwrap();
+            let ct = if json { "application/json" } else { "application/x-www-form-urlencoded" };
+            let _ = parameters(&uri, &headers(&[(header::CONTENT_TYPE, ct)]), &body);
+        }
+    }
 }

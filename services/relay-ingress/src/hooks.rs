@@ -341,4 +341,17 @@ mod tests {
             serde_json::json!({"a": ["1", "3"], "b": "2"})
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_type_text_becomes_a_routing_key_word(text in ".{0,100}") {
+            proptest::prop_assert!(relay_core::routing::is_key_word(&key_word(&text)));
+        }
+
+        #[test]
+        fn any_form_becomes_an_object(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let pairs: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+            proptest::prop_assert!(form_to_json(&pairs).is_object());
+        }
+    }
 }

@@ -259,4 +259,22 @@ mod tests {
         );
         assert_eq!(xml_escape("a&\"<>'"), "a&amp;&quot;&lt;&gt;&apos;");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn answer_xml_never_carries_unvalidated_text(target in ".{0,40}", caller in ".{0,40}") {
+            let q = vec![("target".to_owned(), target), ("caller_id".to_owned(), caller)];
+            let xml = answer_xml(&q, "<Response/>");
+            if xml != "<Response/>" {
+                let number = xml.split("<Number>").nth(1).and_then(|r| r.split("</Number>").next()).unwrap();
+                proptest::prop_assert!(number.starts_with('+') && number[1..].bytes().all(|b| b.is_ascii_digit()));
+            }
+        }
+
+        #[test]
+        fn status_is_always_a_routing_key_word(value in ".{0,30}", kind in "answer|hangup|status") {
+            let s = status(&[("CallStatus".to_owned(), value)], &kind);
+            proptest::prop_assert!(relay_core::routing::is_key_word(&s));
+        }
+    }
 }

@@ -91,4 +91,22 @@ mod tests {
             Err(VerifyError::Malformed(_))
         ));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_single_bit_flip_in_the_credentials_fails(pos in 0usize..16, bit in 0u8..7) {
+            let good = header("alice", "secretW0rd");
+            let encoded = good.strip_prefix("Basic ").unwrap();
+            let mut raw = base64::Engine::decode(&crate::b64(), encoded).unwrap();
+            let pos = pos % raw.len();
+            raw[pos] ^= 1 << bit;
+            let flipped = format!("Basic {}", base64::Engine::encode(&crate::b64(), &raw));
+            proptest::prop_assert!(verify(Some(&flipped), "alice", "secretW0rd").is_err());
+        }
+
+        #[test]
+        fn never_panics(header_value in ".{0,80}") {
+            let _ = verify(Some(&header_value), "u", "p");
+        }
+    }
 }

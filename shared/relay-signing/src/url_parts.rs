@@ -113,4 +113,18 @@ mod tests {
         assert!(UrlParts::parse("no-scheme").is_none());
         assert!(UrlParts::parse("://x").is_none());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_splits_without_panicking_and_reassembles(url in ".{0,80}") {
+            if let Some(u) = UrlParts::parse(&url) {
+                let _ = (u.host(), u.port(), u.default_port(), u.query_pairs());
+                let rebuilt = format!("{}://{}{}{}{}", u.scheme, u.authority, u.path, if u.query.is_empty() { "" } else { "?" }, u.query);
+                let without_fragment = url.split('#').next().unwrap_or_default();
+                let with_empty_query = format!("{rebuilt}?");
+                let reassembles = without_fragment == rebuilt || without_fragment == with_empty_query;
+                proptest::prop_assert!(reassembles, "{} != {}", without_fragment, rebuilt);
+            }
+        }
+    }
 }
