@@ -96,28 +96,9 @@ pub(crate) async fn run(config: &Config, args: SendArgs) -> anyhow::Result<()> {
                 args.balance,
                 args.min_credit,
             );
-            let base = args
-                .url
-                .unwrap_or_else(|| config.ingress.public_base_url.clone());
-            let url = format!("{}/v1/voximplant/callbacks", base.trim_end_matches('/'));
-            println!(
-                "POST {url} (account {}, callback {callback_id})",
-                account.account_id
-            );
-            let response = reqwest::Client::new()
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(serde_json::to_vec(&body)?)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach relay-ingress at {url}"))?;
-            let status = response.status();
-            let text = response.text().await.unwrap_or_default();
-            println!("{status} {text}");
-            if !status.is_success() {
-                bail!("relay-ingress refused the callback");
-            }
-            Ok(())
+            println!("account {}, callback {callback_id}", account.account_id);
+            let url = ingress_url(config, args.url, "/v1/voximplant/callbacks");
+            post(&url, "application/json", body.to_string(), Vec::new()).await
         }
     }
 }
@@ -190,25 +171,14 @@ async fn send_hook(config: &Config, args: SendArgs) -> anyhow::Result<()> {
             headers.push(("authorization".into(), basic::header(&user, secret)));
         }
     }
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    println!("POST {url} (source {name})");
-    let mut request = reqwest::Client::new()
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(body);
-    for (k, v) in headers {
-        request = request.header(k, v);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach relay-ingress at {url}"))?;
-    let status = response.status();
-    println!("{status} {}", response.text().await.unwrap_or_default());
-    if !status.is_success() {
-        bail!("relay-ingress refused the event");
-    }
-    Ok(())
+    println!("source {name}");
+    post(
+        &format!("{}{path}", base.trim_end_matches('/')),
+        "application/json",
+        body,
+        headers,
+    )
+    .await
 }
 
 /// Posts a signed Plivo status callback, signed over the public URL as Plivo would.
@@ -246,25 +216,19 @@ async fn send_plivo_status(config: &Config, args: SendArgs) -> anyhow::Result<()
         &nonce,
     )
     .context("ingress.public_base_url is not an absolute URL")?;
-    let base = args.url.unwrap_or_else(|| public.to_owned());
-    let url = format!("{}/v1/plivo/status", base.trim_end_matches('/'));
-    println!("POST {url} (CallUUID {uuid})");
-    let body = form_urlencoded_body(&params);
-    let response = reqwest::Client::new()
-        .post(&url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header(plivo::NONCE_V3, nonce)
-        .header(plivo::SIGNATURE_V3, signature)
-        .body(body)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach relay-ingress at {url}"))?;
-    let status = response.status();
-    println!("{status} {}", response.text().await.unwrap_or_default());
-    if !status.is_success() {
-        bail!("relay-ingress refused the callback");
-    }
-    Ok(())
+    println!("CallUUID {uuid}");
+    let headers = vec![
+        (plivo::NONCE_V3.to_owned(), nonce),
+        (plivo::SIGNATURE_V3.to_owned(), signature),
+    ];
+    let url = ingress_url(config, args.url, "/v1/plivo/status");
+    post(
+        &url,
+        "application/x-www-form-urlencoded",
+        form_urlencoded_body(&params),
+        headers,
+    )
+    .await
 }
 
 fn form_urlencoded_body(params: &[(String, String)]) -> String {
