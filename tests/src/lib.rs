@@ -143,17 +143,10 @@ impl Drop for TestEnv {
         if let Err(e) = relay_amqp::vhost::delete(&self.vhost) {
             eprintln!("cleanup: {e}");
         }
-        if let Ok(client) = redis::Client::open(self.config.redis.url.as_str())
-            && let Ok(mut conn) = client.get_connection()
+        if let Err(e) =
+            relay_store::purge_prefix(&self.config.redis.url, &self.config.redis.key_prefix)
         {
-            let pattern = format!("{}*", self.config.redis.key_prefix);
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(&pattern)
-                .query(&mut conn)
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query(&mut conn);
-            }
+            eprintln!("cleanup: {e}");
         }
     }
 }

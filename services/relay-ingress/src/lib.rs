@@ -331,12 +331,7 @@ async fn acrobits_request(
 ) -> Response {
     let started = Instant::now();
     let (response, outcome) = acrobits::handle(&app, &uri, &headers, body).await;
-    metrics::counter!("relay_ingress_requests_total", "source" => acrobits::SOURCE, "outcome" => outcome).increment(1);
-    metrics::histogram!("relay_ingress_request_seconds", "source" => acrobits::SOURCE)
-        .record(started.elapsed().as_secs_f64());
-    if outcome != "accepted" {
-        tracing::info!(source = acrobits::SOURCE, outcome, "request refused");
-    }
+    count(acrobits::SOURCE, started, outcome);
     response
 }
 
@@ -368,15 +363,17 @@ fn respond_with(source: &str, started: Instant, result: Result<Response, Problem
         Ok(_) => "accepted",
         Err(p) => p.outcome(),
     };
+    count(source, started, outcome);
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Counts and times one request of `source`, and logs a refusal once (never its content).
+fn count(source: &str, started: Instant, outcome: &'static str) {
     metrics::counter!("relay_ingress_requests_total", "source" => source.to_owned(), "outcome" => outcome).increment(1);
     metrics::histogram!("relay_ingress_request_seconds", "source" => source.to_owned())
         .record(started.elapsed().as_secs_f64());
-    match result {
-        Ok(response) => response,
-        Err(problem) => {
-            tracing::info!(source, outcome, "request refused");
-            problem.into_response()
-        }
+    if outcome != "accepted" {
+        tracing::info!(source, outcome, "request refused");
     }
 }
 

@@ -273,6 +273,20 @@ impl Store {
     }
 }
 
+/// Deletes every key under `prefix` (tests and benchmarks clean up their own prefix with it;
+/// blocking, for `Drop`). Uses `SCAN`, so a large database is not stalled the way `KEYS`
+/// would stall it.
+pub fn purge_prefix(url: &str, prefix: &str) -> redis::RedisResult<usize> {
+    let mut conn = redis::Client::open(url)?.get_connection()?;
+    let keys: Vec<String> =
+        redis::Commands::scan_match::<_, String>(&mut conn, format!("{prefix}*"))?
+            .collect::<redis::RedisResult<_>>()?;
+    for chunk in keys.chunks(1000) {
+        redis::cmd("DEL").arg(chunk).query::<()>(&mut conn)?;
+    }
+    Ok(keys.len())
+}
+
 async fn connect_loop(inner: Arc<Inner>, url: String, check: Check, stop: CancellationToken) {
     let client = match redis::Client::open(url.as_str()) {
         Ok(client) => client,

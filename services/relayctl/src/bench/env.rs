@@ -217,17 +217,10 @@ impl Drop for BenchEnv {
         }
         let _ = std::fs::remove_file(&self.config_path);
         // Every key under the bench prefix (their TTLs would expire them too, in days).
-        if let Ok(client) = redis::Client::open(self.config.redis.url.as_str())
-            && let Ok(mut conn) = client.get_connection()
+        if let Err(e) =
+            relay_store::purge_prefix(&self.config.redis.url, &self.config.redis.key_prefix)
         {
-            let pattern = format!("{}*", self.config.redis.key_prefix);
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(&pattern)
-                .query(&mut conn)
-                .unwrap_or_default();
-            for chunk in keys.chunks(1000) {
-                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
-            }
+            eprintln!("bench cleanup: {e}");
         }
     }
 }
