@@ -1,0 +1,408 @@
+//! Typed configuration, shared by every service.
+//!
+//! One TOML file (`RELAY_CONFIG`, default `relay.toml`), then environment overrides of the form
+//! `RELAY__SECTION__FIELD=value` (e.g. `RELAY__AMQP__URL`, `RELAY__INGRESS__LISTEN`). Secrets are
+//! never written in the file: a field ending in `_env` names the environment variable that holds
+//! the secret. Unknown fields are errors, so a typo stops start-up instead of being ignored; each
+//! service validates the sections it uses with a message that names the field.
+//! `relay.example.toml` at the repository root documents every field.
+
+mod amqp;
+mod delivery;
+mod ingress;
+mod redis;
+mod secret;
+mod telemetry;
+mod worker;
+
+pub use amqp::AmqpConfig;
+pub use delivery::{DeliveryConfig, DestinationConfig, Signing};
+pub use ingress::{
+    AcrobitsAccount, AcrobitsSource, IngressConfig, PasswordScheme, PlivoSource, ReamazeSource,
+    SignatureEncoding, SourceConfig, SourceScheme, VoximplantAccount, VoximplantConfig,
+};
+pub use redis::RedisConfig;
+pub use secret::EnvSecret;
+pub use telemetry::{LogFormat, TelemetryConfig};
+pub use worker::{AlertFormat, MinBalanceAlertConfig, WorkerConfig};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML (with environment overrides applied) does not fit the schema.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    /// A field has a value the relay cannot work with.
+    #[error("invalid configuration: `{field}`: {message}")]
+    Invalid {
+        /// Dotted path of the field, e.g. `destinations.alerts.url`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A secret named by an environment variable. The file holds only the variable's name; the value
+/// is read at load time and never printed (`Debug` shows the name only).
+/// The whole configuration tree.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// RabbitMQ connection and topology.
+    pub amqp: AmqpConfig,
+    /// Redis connection and key lifetimes.
+    pub redis: RedisConfig,
+    /// Logs, traces and metrics.
+    pub telemetry: TelemetryConfig,
+    /// relay-ingress.
+    pub ingress: IngressConfig,
+    /// relay-worker.
+    pub worker: WorkerConfig,
+    /// relay-delivery.
+    pub delivery: DeliveryConfig,
+    /// Outbound destinations by name; jobs name one of these.
+    pub destinations: BTreeMap<String, DestinationConfig>,
+}
+
+/// RabbitMQ.
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "RELAY__";
+
+impl Config {
+    /// Loads the file at `path` (or `RELAY_CONFIG`, or `relay.toml`), applies `RELAY__…`
+    /// overrides and reads secrets from the process environment.
+    ///
+    /// A missing *default* file is fine (defaults apply); a missing named file is an error.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let named = path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("RELAY_CONFIG").map(PathBuf::from));
+        let text = match &named {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?,
+            None => match std::fs::read_to_string("relay.toml") {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(source) => {
+                    return Err(ConfigError::Read {
+                        path: "relay.toml".into(),
+                        source,
+                    });
+                }
+            },
+        };
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::from_toml(&text, &vars, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses `text`, applies overrides from `vars` (only those starting with `RELAY__`) and
+    /// resolves secrets through `env`.
+    pub fn from_toml(
+        text: &str,
+        vars: &[(String, String)],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        for (name, value) in vars {
+            if let Some(path) = name.strip_prefix(ENV_PREFIX) {
+                apply_override(&mut table, path, value)?;
+            }
+        }
+        // Deserialise from the merged document's text so that a type error quotes the line with
+        // the offending key, whether it came from the file or from the environment.
+        let merged = toml::to_string(&table).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut config: Config =
+            toml::from_str(&merged).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.resolve_secrets(env);
+        config.validate_common()?;
+        Ok(config)
+    }
+
+    fn resolve_secrets(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        if let Some(salt) = &mut self.ingress.voximplant.salt_env {
+            salt.resolve(env);
+        }
+        for account in &mut self.ingress.voximplant.accounts {
+            account.api_key_env.resolve(env);
+        }
+        for source in self.ingress.sources.values_mut() {
+            source.secret_env.resolve(env);
+        }
+        if let Some(reamaze) = &mut self.ingress.reamaze {
+            reamaze.secret_env.resolve(env);
+        }
+        if let Some(acrobits) = &mut self.ingress.acrobits {
+            for account in &mut acrobits.accounts {
+                for secret in [&mut account.password_hash_env, &mut account.password_env]
+                    .into_iter()
+                    .flatten()
+                {
+                    secret.resolve(env);
+                }
+            }
+        }
+        if let Some(plivo) = &mut self.ingress.plivo {
+            plivo.auth_token_env.resolve(env);
+            if let Some(main) = &mut plivo.main_auth_token_env {
+                main.resolve(env);
+            }
+        }
+        if let Some(events) = &mut self.ingress.voximplant.events_secret_env {
+            events.resolve(env);
+        }
+        for destination in self.destinations.values_mut() {
+            if let Some(secret) = &mut destination.secret_env {
+                secret.resolve(env);
+            }
+        }
+    }
+
+    fn validate_common(&self) -> Result<(), ConfigError> {
+        url::Url::parse(&self.amqp.url)
+            .map_err(|e| invalid("amqp.url", format!("not a URL: {e}")))?;
+        url::Url::parse(&self.redis.url)
+            .map_err(|e| invalid("redis.url", format!("not a URL: {e}")))?;
+        if self.amqp.retry_tiers.is_empty() {
+            return Err(invalid("amqp.retry_tiers", "needs at least one delay"));
+        }
+        if !self.amqp.retry_tiers.windows(2).all(|w| w[0] < w[1]) {
+            return Err(invalid("amqp.retry_tiers", "must be strictly ascending"));
+        }
+        if self.amqp.retry_tiers[0].is_zero() {
+            return Err(invalid("amqp.retry_tiers", "a delay must be positive"));
+        }
+        if self.amqp.delivery_limit == 0 {
+            return Err(invalid("amqp.delivery_limit", "must be at least 1"));
+        }
+        if self.amqp.confirm_timeout.is_zero() {
+            return Err(invalid("amqp.confirm_timeout", "must be positive"));
+        }
+        if self.redis.dedup_ttl.is_zero() || self.redis.delivery_record_ttl.is_zero() {
+            return Err(invalid("redis", "TTLs must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// Sets `path` (`SECTION__FIELD`, case-insensitive) in `table` to `value`, read as a TOML value
+/// when it parses as one (numbers, booleans, arrays) and as a string otherwise.
+fn apply_override(table: &mut toml::Table, path: &str, value: &str) -> Result<(), ConfigError> {
+    let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    if keys.iter().any(String::is_empty) {
+        return Err(invalid(
+            format!("{ENV_PREFIX}{path}"),
+            "malformed override name (use RELAY__SECTION__FIELD)",
+        ));
+    }
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let (last, parents) = keys.split_last().expect("split yields at least one key");
+    let mut node = table;
+    for key in parents {
+        let entry = node
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry.as_table_mut().ok_or_else(|| {
+            invalid(
+                format!("{ENV_PREFIX}{path}"),
+                format!("`{key}` is not a section"),
+            )
+        })?;
+    }
+    node.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = Config::from_toml("", &[], &no_env).unwrap();
+        assert_eq!(c.amqp.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(c.redis.url, "redis://127.0.0.1:6379");
+        assert_eq!(c.ingress.listen.port(), 8080);
+        assert_eq!(c.ingress.admin_listen.port(), 9090);
+        assert_eq!(c.worker.admin_listen.port(), 9091);
+        assert_eq!(c.delivery.admin_listen.port(), 9092);
+    }
+
+    #[test]
+    fn environment_overrides_file_values() {
+        let vars = vec![
+            ("RELAY__AMQP__URL".to_owned(), "amqp://x:y@h:1/v".to_owned()),
+            ("RELAY__WORKER__PREFETCH".to_owned(), "7".to_owned()),
+            (
+                "RELAY__AMQP__RETRY_TIERS".to_owned(),
+                r#"["1s", "2s"]"#.to_owned(),
+            ),
+            ("UNRELATED".to_owned(), "1".to_owned()),
+        ];
+        let c = Config::from_toml("[worker]\nprefetch = 3\n", &vars, &no_env).unwrap();
+        assert_eq!(c.amqp.url, "amqp://x:y@h:1/v");
+        assert_eq!(c.worker.prefetch, 7);
+        assert_eq!(
+            c.amqp.retry_tiers,
+            vec![Duration::from_secs(1), Duration::from_secs(2)]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let err = Config::from_toml("[amqp]\nurll = \"x\"\n", &[], &no_env).unwrap_err();
+        assert!(err.to_string().contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn type_errors_quote_the_key() {
+        let vars = vec![("RELAY__WORKER__PREFETCH".to_owned(), "many".to_owned())];
+        let err = Config::from_toml("", &vars, &no_env).unwrap_err();
+        assert!(err.to_string().contains("prefetch"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_and_never_print() {
+        let text = r#"
+            [ingress.voximplant]
+            salt_env = "SALT"
+            [[ingress.voximplant.accounts]]
+            account_id = 42
+            api_key_env = "KEY"
+        "#;
+        let env = |name: &str| match name {
+            "SALT" => Some("pepper".to_owned()),
+            "KEY" => Some("hunter2".to_owned()),
+            _ => None,
+        };
+        let c = Config::from_toml(text, &[], &env).unwrap();
+        c.validate_ingress().unwrap();
+        assert_eq!(
+            c.ingress.voximplant.accounts[0].api_key_env.value(),
+            Some("hunter2")
+        );
+        let printed = format!("{c:?}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("pepper"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn missing_secret_fails_closed_naming_the_field() {
+        let text = "[[ingress.voximplant.accounts]]\naccount_id = 1\napi_key_env = \"NOPE\"\n";
+        let c = Config::from_toml(text, &[], &no_env).unwrap();
+        let err = c.validate_ingress().unwrap_err().to_string();
+        assert!(
+            err.contains("ingress.voximplant.accounts[0].api_key_env"),
+            "{err}"
+        );
+        assert!(err.contains("NOPE"), "{err}");
+    }
+
+    #[test]
+    fn worker_needs_its_destination() {
+        let c = Config::from_toml("", &[], &no_env).unwrap();
+        let err = c.validate_worker().unwrap_err().to_string();
+        assert!(
+            err.contains("worker.min_balance_alert.destination"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn delivery_checks_destination_secrets() {
+        let text = r#"
+            [destinations.alerts]
+            url = "http://127.0.0.1:1/x"
+            signing = "standard-webhooks"
+            secret_env = "WH"
+        "#;
+        let bad = |name: &str| (name == "WH").then(|| "not-whsec".to_owned());
+        let err = Config::from_toml(text, &[], &bad)
+            .unwrap()
+            .validate_delivery()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("destinations.alerts.secret_env"), "{err}");
+        let good = |name: &str| (name == "WH").then(|| "whsec_AAAA".to_owned());
+        Config::from_toml(text, &[], &good)
+            .unwrap()
+            .validate_delivery()
+            .unwrap();
+    }
+
+    #[test]
+    fn sources_fail_closed_and_name_the_field() {
+        let text = r#"
+            [ingress.sources.gh]
+            scheme = "hmac-sha256"
+            secret_env = "GH_SECRET"
+        "#;
+        let with = |name: &str| (name == "GH_SECRET").then(|| "s".to_owned());
+        let err = Config::from_toml(text, &[], &with)
+            .unwrap()
+            .validate_ingress()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ingress.sources.gh.header"), "{err}");
+        let err = Config::from_toml(text, &[], &no_env)
+            .unwrap()
+            .validate_ingress()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ingress.sources.gh.secret_env"), "{err}");
+        let sw =
+            "[ingress.sources.sw]\nscheme = \"standard-webhooks\"\nsecret_env = \"GH_SECRET\"\n";
+        let err = Config::from_toml(sw, &[], &with)
+            .unwrap()
+            .validate_ingress()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("whsec_"), "{err}");
+        let bad_name = "[ingress.sources.\"a.b\"]\nscheme = \"basic\"\nsecret_env = \"GH_SECRET\"\nusername = \"u\"\n";
+        let err = Config::from_toml(bad_name, &[], &with)
+            .unwrap()
+            .validate_ingress()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ingress.sources.a.b"), "{err}");
+    }
+
+    #[test]
+    fn retry_tiers_must_ascend() {
+        let err = Config::from_toml("[amqp]\nretry_tiers = [\"5s\", \"1s\"]\n", &[], &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("amqp.retry_tiers"), "{err}");
+    }
+}
