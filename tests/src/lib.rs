@@ -5,6 +5,14 @@
 //! External HTTP peers are real servers on loopback ([`Sink`]). Waiting is done on events
 //! (a request arriving, a message appearing) with deadlines, never with fixed sleeps.
 
+mod calls;
+mod helpdesk;
+mod process;
+
+pub use calls::{EVENTS_SECRET, PLIVO_TOKEN, PUBLIC_BASE, plivo_callback, voximplant_event};
+pub use helpdesk::Helpdesk;
+pub use process::Child;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +23,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use relay_core::config::{Config, DestinationConfig, EnvSecret, Signing, VoximplantAccount};
+use relay_core::config::{Config, DestinationConfig, Signing, VoximplantAccount};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +35,8 @@ pub const API_KEY: &str = "test-api-key";
 pub const SALT: &str = "test-salt";
 /// The Standard Webhooks secret of the `alerts` destination.
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// The Re:amaze shared secret of the `helpdesk` destination.
+pub const HELPDESK_SECRET: &str = "test-helpdesk-secret";
 
 /// One isolated environment: a vhost, a Redis prefix, and a configuration pointing at both.
 pub struct TestEnv {
@@ -34,6 +44,8 @@ pub struct TestEnv {
     pub vhost: String,
     /// Configuration for every service (listeners on port 0).
     pub config: Config,
+    /// The secrets the configuration names, by variable, for child processes.
+    secrets: Vec<(String, String)>,
 }
 
 impl TestEnv {
@@ -58,31 +70,72 @@ impl TestEnv {
         config.delivery.shutdown_grace = Duration::from_secs(5);
         config.delivery.backoff_base = Duration::from_millis(50);
         config.delivery.backoff_max = Duration::from_millis(300);
-        config.ingress.voximplant.salt_env = Some(EnvSecret::with_value("TEST_SALT", SALT));
-        config.ingress.voximplant.accounts = vec![VoximplantAccount {
+        // The min-balance handler's queue exists in every environment (tests probe it for what
+        // ingress published); starting the worker needs its destination (`alerts_to`).
+        config.worker.min_balance_alert = Some(Default::default());
+        let mut env = Self {
+            vhost,
+            config,
+            secrets: Vec::new(),
+        };
+        env.config.ingress.voximplant.salt_env = Some(env.secret("TEST_SALT", SALT));
+        env.config.ingress.voximplant.accounts = vec![VoximplantAccount {
             account_id: ACCOUNT_ID,
-            api_key_env: EnvSecret::with_value("TEST_API_KEY", API_KEY),
+            api_key_env: env.secret("TEST_API_KEY", API_KEY),
         }];
-        Self { vhost, config }
+        env
     }
 
-    /// Points the `alerts` destination (Standard Webhooks signed) at `url`.
+    /// Enables the min-balance handler with its `alerts` destination (Standard Webhooks
+    /// signed) at `url`.
     pub fn alerts_to(&mut self, url: &str) {
-        let secret = EnvSecret::with_value("TEST_WEBHOOK_SECRET", WEBHOOK_SECRET);
+        let secret = self.secret("TEST_WEBHOOK_SECRET", WEBHOOK_SECRET);
         self.config.destinations.insert(
             "alerts".to_owned(),
             DestinationConfig::new(url, Signing::StandardWebhooks, Some(secret)),
         );
+        self.config
+            .worker
+            .min_balance_alert
+            .get_or_insert_with(Default::default);
     }
 
-    /// An AMQP channel on this environment's vhost, for probing queues.
-    pub async fn channel(&self) -> lapin::Channel {
-        let conn = lapin::Connection::connect(
+    /// Enables the call log with its `helpdesk` destination (Re:amaze signed) at `url`.
+    pub fn helpdesk_to(&mut self, url: &str) {
+        let secret = self.secret("TEST_HELPDESK_SECRET", HELPDESK_SECRET);
+        self.config.destinations.insert(
+            "helpdesk".to_owned(),
+            DestinationConfig::new(url, Signing::ReamazeHmac, Some(secret)),
+        );
+        self.config
+            .worker
+            .call_log
+            .get_or_insert_with(Default::default);
+    }
+
+    /// A connection to this environment's vhost.
+    pub async fn connection(&self) -> lapin::Connection {
+        lapin::Connection::connect(
             &self.config.amqp.url,
             lapin::ConnectionProperties::default(),
         )
         .await
-        .expect("test connection");
+        .expect("test connection")
+    }
+
+    /// Declares the topology the worker would declare for this configuration.
+    pub async fn declare_topology(&self) {
+        let connection = self.connection().await;
+        relay_worker::handlers::topology(&self.config)
+            .declare(&connection)
+            .await
+            .expect("declare the topology");
+        let _ = connection.close(200, "declared".into()).await;
+    }
+
+    /// An AMQP channel on this environment's vhost, for probing queues.
+    pub async fn channel(&self) -> lapin::Channel {
+        let conn = self.connection().await;
         let channel = conn.create_channel().await.expect("test channel");
         // The connection lives as long as the channel is used: leak it for the test's duration.
         std::mem::forget(conn);

@@ -9,6 +9,7 @@
 //! Idempotency: every request carries the job id as `Idempotency-Key`, and a job whose record
 //! says `delivered` is not sent again.
 
+mod outcome;
 pub mod policy;
 mod send;
 
@@ -84,7 +85,7 @@ impl DeliveryService {
         let readiness = Readiness::new();
         let background = CancellationToken::new();
         let broker = Broker::start(
-            BrokerSettings::from_config(&config.amqp, "relay-delivery"),
+            BrokerSettings::from_config(&config, "relay-delivery"),
             &readiness,
             background.clone(),
         );

@@ -4,19 +4,23 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use relay_amqp::consumer::{Disposition, Handler};
-use relay_amqp::{Broker, Delivery, FieldTable, Publish, headers};
+use relay_amqp::jobs::{self, JobMessage, Target};
+use relay_amqp::{Broker, Delivery, FieldTable, headers};
 use relay_core::config::Signing;
-use relay_core::{DeliveryJob, job, routing};
+use relay_core::outcome::{DeliveryOutcome, excerpt};
+use relay_core::{DeliveryJob, routing};
 use relay_signing::{reamaze, standard_webhooks};
 use relay_store::{DeliveryRecord, DeliveryStatus, Store};
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use crate::Destination;
 use crate::policy::{self, Outcome};
+use crate::{Destination, outcome};
 
-/// Most response bytes kept in a dead letter's headers.
-const RESPONSE_SNIPPET: usize = 1024;
+/// Most response bytes kept in a dead letter's headers and outcome events.
+const RESPONSE_SNIPPET: usize = relay_core::outcome::EXCERPT_LIMIT;
+/// How long a retry copy may keep retrying through broker trouble.
+const RESCHEDULE_BUDGET: Duration = Duration::from_secs(30);
 /// How much longer than the destination's timeout an attempt's claim lasts.
 const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 
@@ -99,7 +103,8 @@ impl Sender {
                 if claimed {
                     self.release(&job.id).await;
                 }
-                return Disposition::Ack;
+                // The earlier copy may have died between its record and its outcome event.
+                return self.report(outcome::success(&job, record.attempts)).await;
             }
             Ok((_, true)) => {}
             Ok((_, false)) => {
@@ -167,7 +172,7 @@ impl Sender {
                     format!("status {status}"),
                 )
                 .await;
-                Disposition::Ack
+                self.report(outcome::success(job, attempt)).await
             }
             Outcome::Retryable {
                 reason,
@@ -364,20 +369,19 @@ impl Sender {
         record: bool,
     ) -> Disposition {
         let queue = routing::retry_queue(tier);
-        let mut table = FieldTable::default();
-        headers::put_int(&mut table, headers::ATTEMPT, i64::from(attempts_made));
-        headers::put_str(&mut table, headers::DESTINATION, job.destination.as_str());
-        let published = self
-            .broker
-            .publish(Publish {
-                exchange: "",
-                routing_key: &queue,
-                message_id: &job.id,
-                content_type: job::CONTENT_TYPE,
-                body: &delivery.data,
-                headers: table,
-            })
-            .await;
+        let message = JobMessage {
+            id: &job.id,
+            destination: &job.destination,
+            attempts_made,
+            body: &delivery.data,
+        };
+        let published = jobs::publish_copy(
+            &self.broker,
+            Target::Retry(tier),
+            message,
+            RESCHEDULE_BUDGET,
+        )
+        .await;
         match published {
             Ok(()) => {
                 tracing::info!(reason, tier = %queue, attempts_made, "will retry");
@@ -428,16 +432,39 @@ impl Sender {
             .await
         {
             Ok(()) => {
-                if let Some(job) = job {
-                    self.record(job, DeliveryStatus::Dead, attempt, failure.detail)
-                        .await;
-                }
+                let Some(job) = job else {
+                    return Disposition::Ack;
+                };
+                self.record(job, DeliveryStatus::Dead, attempt, failure.detail.clone())
+                    .await;
+                // Every parked job reports its failure, whether it asked or not.
+                let mut report = DeliveryOutcome::of(job, false, attempt);
+                report.status = failure.status;
+                report.reason = Some(failure.reason.to_owned());
+                report.detail = Some(failure.detail);
+                report.response_excerpt = failure.response.as_deref().map(excerpt);
+                // The parked copy is safe whatever happens to the report: handing the job
+                // back would send it again (a replay of a dead job must be attempted anew, so
+                // a `dead` record cannot be skipped). A lost failure report is logged instead.
+                let _ = outcome::publish(&self.broker, &report).await;
                 Disposition::Ack
             }
             Err(error) => {
                 tracing::warn!(%error, "could not dead-letter; the job goes back to its queue");
                 Disposition::Requeue
             }
+        }
+    }
+
+    /// Publishes `report` (if any), then acks; a report the broker would not take hands the
+    /// job back, and its next delivery re-reports from the record without sending again.
+    async fn report(&self, report: Option<DeliveryOutcome>) -> Disposition {
+        match report {
+            None => Disposition::Ack,
+            Some(report) => match outcome::publish(&self.broker, &report).await {
+                Ok(()) => Disposition::Ack,
+                Err(_) => Disposition::Requeue,
+            },
         }
     }
 

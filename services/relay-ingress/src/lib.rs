@@ -80,7 +80,7 @@ impl Ingress {
         let readiness = Readiness::new();
         let background = CancellationToken::new();
         let broker = Broker::start(
-            BrokerSettings::from_config(&config.amqp, "relay-ingress"),
+            BrokerSettings::from_config(&config, "relay-ingress"),
             &readiness,
             background.clone(),
         );

@@ -4,7 +4,8 @@
 //! (`public_base_url` + path + query) and the form parameters exactly as sent; `-Ma-V3` with the
 //! main account's token where one is configured; V2 where enabled. Every callback becomes
 //! `plivo.call.<status>` (`in-progress` is `answered`), deduplicated on CallUUID + Event +
-//! CallStatus, since Plivo retries whatever it did not get a 200 for.
+//! CallStatus (+ the Dial and recording ids, when present), since Plivo retries whatever it did
+//! not get a 200 for.
 //!
 //! `answer` must return Plivo XML. A web-callback leg is originated with an answer URL that
 //! carries the number to bridge to (`target`, and optionally `caller_id`) in its query; that
@@ -26,6 +27,16 @@ use crate::{Outgoing, Shared, publish_all, read_body};
 
 /// Dedup namespace and routing-key source.
 pub const SOURCE: &str = "plivo";
+
+/// Parameters that, with `CallUUID`, tell one callback from another.
+const UNIQUE_PARAMS: [&str; 6] = [
+    "Event",
+    "CallStatus",
+    "DialAction",
+    "DialBLegUUID",
+    "DialStatus",
+    "RecordingID",
+];
 
 /// The configured Plivo routes.
 pub(crate) struct PlivoRoutes {
@@ -184,13 +195,19 @@ pub(crate) async fn handle(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
+    // What makes a callback unique: the call and what happened to it. A `<Dial>` reports
+    // each agent leg on the caller's CallUUID, and recordings come one per recording, so those
+    // ids are part of it too (one DialHangup per agent leg must not collapse into one).
     let unique = get("CallUUID").filter(|u| !u.is_empty()).map(|uuid| {
-        let event = get("Event").unwrap_or_default();
-        let call_status = get("CallStatus").unwrap_or_default();
-        (uuid, event, call_status)
+        let mut parts = vec![uuid];
+        for name in UNIQUE_PARAMS {
+            parts.push(get(name).unwrap_or_default());
+        }
+        parts
     });
-    let event_id = unique.as_ref().map_or_else(ids::new_event_id, |(u, e, s)| {
-        ids::derived_event_id(SOURCE, &[u, e, s])
+    let event_id = unique.as_ref().map_or_else(ids::new_event_id, |parts| {
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        ids::derived_event_id(SOURCE, &parts)
     });
     let mut event = CloudEvent::new(
         event_id,
@@ -198,13 +215,13 @@ pub(crate) async fn handle(
         format!("com.plivo.call.{status}"),
         form_to_json(&all),
     );
-    if let Some((uuid, _, _)) = &unique {
-        event = event.with_subject(uuid.clone());
+    if let Some(parts) = &unique {
+        event = event.with_subject(parts[0].clone());
     }
     let outgoing = Outgoing {
         routing_key: format!("{SOURCE}.call.{status}"),
         event,
-        dedup_key: unique.map(|(u, e, s)| format!("{u}:{e}:{s}")),
+        dedup_key: unique.map(|parts| parts.join(":")),
     };
     let accepted = publish_all(app, SOURCE, vec![outgoing]).await?;
     if kind == "answer" {

@@ -1,62 +1,72 @@
 //! relay-worker: fans events out to handlers, one quorum queue each, so a slow or failing
 //! handler never blocks another.
 //!
-//! A handler turns an event into zero or more delivery jobs; the jobs are published with
-//! confirms, and only then is the event acked (DESIGN.md, invariant 3). Job ids derive from
-//! (event id, handler, ordinal), so a redelivered event yields the same jobs and delivery skips
-//! what already succeeded.
+//! A handler ([`handler::Handler`], one module each under [`handlers`]) turns an event into
+//! Redis state and delivery jobs; the generic [`runner`] publishes the jobs with confirms and
+//! only then acks the event (DESIGN.md, invariant 3). Job ids are deterministic, so a
+//! redelivered event yields the same jobs and delivery skips what already succeeded.
 
-pub mod min_balance;
+pub mod handler;
+pub mod handlers;
+mod runner;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use relay_amqp::consumer::{self, Consumer, Disposition, Handler};
-use relay_amqp::{Broker, BrokerSettings, Delivery, FieldTable, Publish, headers};
-use relay_core::config::{AlertFormat, Config};
-use relay_core::{CloudEvent, job, routing};
+use relay_amqp::consumer::{self, Consumer};
+use relay_amqp::{Broker, BrokerSettings};
+use relay_core::config::Config;
+use relay_store::Store;
 use relay_telemetry::Readiness;
 use relay_telemetry::admin::{AdminServer, StartError};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
+
+use handler::Handler;
 
 /// A built, not yet consuming, relay-worker.
 pub struct Worker {
     admin: AdminServer,
     broker: Broker,
     background: CancellationToken,
-    min_balance: Arc<MinBalanceAlert>,
+    handlers: Vec<Arc<dyn Handler>>,
     prefetch: u16,
     grace: Duration,
+    timeout: Duration,
+    retry_tiers: Vec<Duration>,
+    retry_max_age: Duration,
 }
 
 impl Worker {
-    /// Validates `config`, binds the admin port and starts connecting to RabbitMQ.
+    /// Validates `config`, builds the enabled handlers, binds the admin port and starts
+    /// connecting to RabbitMQ and Redis.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         config.validate_worker()?;
         let readiness = Readiness::new();
         let background = CancellationToken::new();
-        let broker = Broker::start(
-            BrokerSettings::from_config(&config.amqp, "relay-worker"),
-            &readiness,
-            background.clone(),
-        );
+        let store = Store::start(&config.redis, &readiness, background.clone());
+        let handlers = handlers::build(&config, &store)?;
+        if handlers.is_empty() {
+            tracing::warn!(
+                "no handler is enabled ([worker.*] sections): every event stays in relay.unrouted"
+            );
+        }
+        let mut settings = BrokerSettings::from_config(&config, "relay-worker");
+        settings.topology = handlers::topology(&config);
+        let broker = Broker::start(settings, &readiness, background.clone());
         let admin = AdminServer::bind(config.worker.admin_listen, readiness)
             .await
             .map_err(StartError::bind(config.worker.admin_listen))?;
-        let alert = &config.worker.min_balance_alert;
         Ok(Self {
             admin,
-            min_balance: Arc::new(MinBalanceAlert {
-                broker: broker.clone(),
-                destination: alert.destination.clone(),
-                format: alert.format,
-            }),
             broker,
             background,
+            handlers,
             prefetch: config.worker.prefetch,
             grace: config.worker.shutdown_grace,
+            timeout: config.worker.handler_timeout,
+            retry_tiers: config.amqp.retry_tiers.clone(),
+            retry_max_age: config.worker.retry_max_age,
         })
     }
 
@@ -67,103 +77,37 @@ impl Worker {
             .expect("bound listener has an address")
     }
 
-    /// Consumes every handler queue until `stop`, then drains and closes.
+    /// Consumes every enabled handler's queue until `stop`, then drains and closes.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
         let admin = self.admin.spawn();
-        let consumer = Consumer {
-            queue: routing::MIN_BALANCE_ALERT.queue(),
-            tag: "relay-worker".to_owned(),
-            prefetch: self.prefetch,
-            grace: self.grace,
-        };
-        consumer::run(self.broker, consumer, self.min_balance, stop).await;
+        let mut consumers = tokio::task::JoinSet::new();
+        for handler in self.handlers {
+            let route = handler.route();
+            let consumer = Consumer {
+                queue: route.queue(),
+                tag: format!("relay-worker-{}", route.name),
+                prefetch: handler.prefetch().unwrap_or(self.prefetch),
+                grace: self.grace,
+            };
+            let runner = Arc::new(runner::Runner {
+                handler,
+                broker: self.broker.clone(),
+                timeout: self.timeout,
+                retry_tiers: self.retry_tiers.clone(),
+                retry_max_age: self.retry_max_age,
+            });
+            consumers.spawn(consumer::run(
+                self.broker.clone(),
+                consumer,
+                runner,
+                stop.clone(),
+            ));
+        }
+        stop.cancelled().await;
+        while consumers.join_next().await.is_some() {}
         self.background.cancel();
         admin.stop().await;
         tracing::info!("relay-worker stopped");
         Ok(())
-    }
-}
-
-/// The min-balance-alert handler bound to its broker and destination.
-struct MinBalanceAlert {
-    broker: Broker,
-    destination: String,
-    format: AlertFormat,
-}
-
-impl Handler for MinBalanceAlert {
-    async fn handle(&self, delivery: &Delivery) -> Disposition {
-        let span = tracing::info_span!(
-            "worker.handle",
-            otel.kind = "consumer",
-            handler = min_balance::NAME
-        );
-        relay_amqp::trace::set_parent_from(&span, &delivery.properties);
-        async {
-            let outcome = self.process(delivery).await;
-            metrics::counter!("relay_worker_events_total", "handler" => min_balance::NAME, "outcome" => outcome.1)
-                .increment(1);
-            outcome.0
-        }
-        .instrument(span)
-        .await
-    }
-}
-
-impl MinBalanceAlert {
-    async fn process(&self, delivery: &Delivery) -> (Disposition, &'static str) {
-        let job = serde_json::from_slice::<CloudEvent>(&delivery.data)
-            .map_err(|e| format!("not a CloudEvent: {e}"))
-            .and_then(|event| min_balance::job(&event, &self.destination, self.format));
-        let job = match job {
-            Ok(job) => job,
-            Err(detail) => return self.park(delivery, &detail).await,
-        };
-        let body = serde_json::to_vec(&job).expect("a job always serialises");
-        let mut table = FieldTable::default();
-        headers::put_int(&mut table, headers::ATTEMPT, 0);
-        headers::put_str(&mut table, headers::DESTINATION, job.destination.as_str());
-        let published = self
-            .broker
-            .publish(Publish {
-                exchange: routing::DELIVERIES,
-                routing_key: "",
-                message_id: &job.id,
-                content_type: job::CONTENT_TYPE,
-                body: &body,
-                headers: table,
-            })
-            .await;
-        match published {
-            Ok(()) => {
-                tracing::info!(job_id = %job.id, event_id = %job.event_id, destination = %job.destination, "alert job queued");
-                (Disposition::Ack, "job_queued")
-            }
-            Err(error) => {
-                tracing::warn!(%error, "could not queue the alert job; the event goes back to its queue");
-                // A short pause so a broker hiccup does not become a hot redelivery loop; the
-                // queue's delivery limit parks an event that keeps failing.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                (Disposition::Requeue, "requeued")
-            }
-        }
-    }
-
-    /// Parks an event no retry can fix in `relay.dead.events`.
-    async fn park(&self, delivery: &Delivery, detail: &str) -> (Disposition, &'static str) {
-        tracing::warn!(detail, "unprocessable event, dead-lettering");
-        let mut extra = FieldTable::default();
-        headers::put_str(&mut extra, headers::DETAIL, detail);
-        match self
-            .broker
-            .dead_letter(routing::DEAD_EVENTS_KEY, delivery, "malformed_event", extra)
-            .await
-        {
-            Ok(()) => (Disposition::Ack, "dead_lettered"),
-            Err(error) => {
-                tracing::warn!(%error, "could not dead-letter; the event goes back to its queue");
-                (Disposition::Requeue, "requeued")
-            }
-        }
     }
 }

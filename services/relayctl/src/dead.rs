@@ -1,14 +1,14 @@
 //! `relayctl dead`: list and replay what the relay parked in `relay.dead.*`.
 
+use std::time::Duration;
+
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use relay_amqp::headers;
+use lapin::{BasicProperties, Channel};
+use relay_amqp::jobs::{self, JobMessage, Target};
+use relay_amqp::{FieldTable as Headers, Publish, headers};
 use relay_core::config::Config;
 use relay_core::routing;
 
@@ -58,9 +58,7 @@ pub(crate) enum DeadCommand {
 
 /// A channel on the configured broker (the connection lives as long as the process).
 pub(crate) async fn channel(config: &Config) -> anyhow::Result<Channel> {
-    let connection = Connection::connect(&config.amqp.url, ConnectionProperties::default())
-        .await
-        .context("cannot connect to RabbitMQ (check amqp.url)")?;
+    let connection = crate::amqp::connect(config).await?;
     let channel = connection.create_channel().await?;
     std::mem::forget(connection);
     Ok(channel)
@@ -128,10 +126,8 @@ async fn list(config: &Config, lot: Lot, limit: usize) -> anyhow::Result<()> {
 }
 
 async fn replay(config: &Config, lot: Lot, only: Option<&str>) -> anyhow::Result<()> {
+    let connected = crate::amqp::broker(config).await?;
     let channel = channel(config).await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
     let total = queue_len(&channel, lot.queue()).await?;
     let mut replayed = 0;
     for _ in 0..total {
@@ -151,37 +147,46 @@ async fn replay(config: &Config, lot: Lot, only: Option<&str>) -> anyhow::Result
             continue; // handed back when the channel closes
         }
         let table = delivery.properties.headers().as_ref();
-        let mut fresh = FieldTable::default();
-        let (exchange, key) = match lot {
+        let published = match lot {
             Lot::Deliveries => {
-                headers::put_int(&mut fresh, headers::ATTEMPT, 0);
-                if let Some(d) = headers::get_str(table, headers::DESTINATION) {
-                    headers::put_str(&mut fresh, headers::DESTINATION, d);
-                }
-                (routing::DELIVERIES, String::new())
+                let destination = headers::get_str(table, headers::DESTINATION).unwrap_or_default();
+                let message = JobMessage {
+                    id: id.as_deref().unwrap_or_default(),
+                    destination: &destination,
+                    // A replay starts the job's attempts afresh.
+                    attempts_made: 0,
+                    body: &delivery.data,
+                };
+                jobs::publish_copy(
+                    &connected.broker,
+                    Target::Deliveries,
+                    message,
+                    Duration::ZERO,
+                )
+                .await
             }
-            Lot::Events => (
-                routing::EVENTS_EXCHANGE,
-                headers::get_str(table, headers::ROUTING_KEY)
-                    .context("dead event has no routing key header")?,
-            ),
+            Lot::Events => {
+                let key = headers::get_str(table, headers::ROUTING_KEY)
+                    .context("dead event has no routing key header")?;
+                let content_type = delivery.properties.content_type().as_ref().map_or_else(
+                    || relay_core::event::CONTENT_TYPE.to_owned(),
+                    |s| s.to_string(),
+                );
+                connected
+                    .broker
+                    .publish(Publish {
+                        exchange: routing::EVENTS_EXCHANGE,
+                        routing_key: &key,
+                        message_id: id.as_deref().unwrap_or_default(),
+                        content_type: &content_type,
+                        body: &delivery.data,
+                        headers: Headers::default(),
+                    })
+                    .await
+            }
         };
-        let properties = delivery.properties.clone().with_headers(fresh);
-        let confirm = channel
-            .basic_publish(
-                exchange.into(),
-                key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                &delivery.data,
-                properties,
-            )
-            .await?
-            .await?;
-        if !confirm.is_ack() || confirm.take_message().is_some() {
-            bail!("the broker did not take the replayed message {id:?}; it stays parked");
+        if let Err(error) = published {
+            bail!("the broker did not take the replayed message {id:?} ({error}); it stays parked");
         }
         // Ack the parked copy only once the replayed one is confirmed.
         delivery.acker.ack(BasicAckOptions::default()).await?;

@@ -7,6 +7,7 @@
 
 #![allow(clippy::print_stdout)]
 
+mod amqp;
 mod bench;
 mod dead;
 mod send;
@@ -69,10 +70,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Send(args) => send::run(&config, args).await,
         Command::Sink(args) => sink::run(&config, args).await,
         Command::Topology => {
-            let channel = dead::channel(&config).await?;
-            relay_amqp::Topology::from_config(&config.amqp)
-                .declare(&channel)
-                .await?;
+            amqp::declare(&config).await?;
             println!("topology declared");
             Ok(())
         }

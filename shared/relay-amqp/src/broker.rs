@@ -16,6 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Topology, headers, trace};
 
+/// How long parking a message may keep retrying through broker trouble (the caller holds the
+/// message meanwhile).
+const DEAD_LETTER_BUDGET: Duration = Duration::from_secs(30);
+
 /// How to reach the broker and what to declare there.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
@@ -32,15 +36,16 @@ pub struct BrokerSettings {
 }
 
 impl BrokerSettings {
-    /// Settings from the `[amqp]` section; `connection_name` labels the connection in the
-    /// broker's management views.
-    pub fn from_config(amqp: &relay_core::config::AmqpConfig, connection_name: &str) -> Self {
+    /// Settings from the configuration's `[amqp]` section and enabled handlers;
+    /// `connection_name` labels the connection in the broker's management views.
+    pub fn from_config(config: &relay_core::config::Config, connection_name: &str) -> Self {
+        let amqp = &config.amqp;
         Self {
             url: amqp.url.clone(),
             connection_name: connection_name.to_owned(),
             confirm_timeout: amqp.confirm_timeout,
             reconnect_max_delay: amqp.reconnect_max_delay,
-            topology: Topology::from_config(amqp),
+            topology: Topology::from_config(config),
         }
     }
 }
@@ -65,7 +70,16 @@ pub enum PublishError {
     Amqp(#[from] lapin::Error),
 }
 
+impl PublishError {
+    /// Whether trying again later can succeed: everything but an unroutable message, which no
+    /// retry routes.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::Returned(_))
+    }
+}
+
 /// One message to publish.
+#[derive(Clone)]
 pub struct Publish<'a> {
     /// Exchange (`""` is the default exchange, routing by queue name).
     pub exchange: &'a str,
@@ -151,6 +165,42 @@ impl Broker {
         result
     }
 
+    /// Publishes like [`Broker::publish`], retrying transient failures (broker away, nack,
+    /// confirm timeout) with backoff until `budget` is spent.
+    ///
+    /// For a caller that holds a consumed message: handing it back to its queue for a broker
+    /// hiccup would spend one of the queue's delivery-limit attempts, and a few seconds of
+    /// hiccups would park good messages (DESIGN.md: the delivery limit is for poison messages
+    /// only).
+    pub async fn publish_patiently(
+        &self,
+        message: Publish<'_>,
+        budget: Duration,
+    ) -> Result<(), PublishError> {
+        let deadline = Instant::now() + budget;
+        let mut pauses = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(2))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            match self.publish(message.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(error) if !error.is_transient() => return Err(error),
+                Err(error) => {
+                    let pause = pauses.next().unwrap_or(Duration::from_secs(2));
+                    if Instant::now() + pause >= deadline {
+                        return Err(error);
+                    }
+                    metrics::counter!("relay_amqp_publish_retries_total").increment(1);
+                    tracing::debug!(%error, ?pause, "publish failed, trying again");
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+
     async fn publish_inner(
         &self,
         exchange: &str,
@@ -206,8 +256,8 @@ impl Broker {
     }
 
     /// Parks a consumed message in `relay.dead` under `routing_key` (`events` or `deliveries`),
-    /// with its reason in the headers, and waits for the confirm. Ack the original only after
-    /// this returns `Ok`.
+    /// with its reason in the headers, and waits for the confirm (retrying broker hiccups for
+    /// a while). Ack the original only after this returns `Ok`.
     pub async fn dead_letter(
         &self,
         routing_key: &str,
@@ -217,11 +267,15 @@ impl Broker {
     ) -> Result<(), PublishError> {
         let mut table = delivery.properties.headers().clone().unwrap_or_default();
         headers::put_str(&mut table, headers::REASON, reason);
-        headers::put_str(
-            &mut table,
-            headers::ROUTING_KEY,
-            delivery.routing_key.as_str(),
-        );
+        // A message that came back through a delay tier already carries the routing key it
+        // first had; the tier's own key is no place to replay it to.
+        if headers::get_str(Some(&table), headers::ROUTING_KEY).is_none() {
+            headers::put_str(
+                &mut table,
+                headers::ROUTING_KEY,
+                delivery.routing_key.as_str(),
+            );
+        }
         for (k, v) in std::mem::take(&mut extra).inner() {
             table.insert(k.clone(), v.clone());
         }
@@ -238,14 +292,17 @@ impl Broker {
             .map_or_else(|| "application/octet-stream".to_owned(), |s| s.to_string());
         metrics::counter!("relay_dead_letters_total", "lot" => routing_key.to_owned(), "reason" => reason.to_owned())
             .increment(1);
-        self.publish(Publish {
-            exchange: relay_core::routing::DEAD_EXCHANGE,
-            routing_key,
-            message_id: &message_id,
-            content_type: &content_type,
-            body: &delivery.data,
-            headers: table,
-        })
+        self.publish_patiently(
+            Publish {
+                exchange: relay_core::routing::DEAD_EXCHANGE,
+                routing_key,
+                message_id: &message_id,
+                content_type: &content_type,
+                body: &delivery.data,
+                headers: table,
+            },
+            DEAD_LETTER_BUDGET,
+        )
         .await
     }
 }
@@ -312,15 +369,15 @@ async fn connect(settings: &BrokerSettings) -> Result<Session, String> {
     .await
     .map_err(|_| "connect timed out".to_owned())?
     .map_err(|e| e.to_string())?;
+    settings
+        .topology
+        .declare(&connection)
+        .await
+        .map_err(|e| e.to_string())?;
     let channel = connection
         .create_channel()
         .await
         .map_err(|e| e.to_string())?;
-    settings
-        .topology
-        .declare(&channel)
-        .await
-        .map_err(|e| format!("declaring the topology failed: {e}"))?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await

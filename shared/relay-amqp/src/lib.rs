@@ -13,6 +13,7 @@
 mod broker;
 pub mod consumer;
 pub mod headers;
+pub mod jobs;
 pub mod topology;
 pub mod trace;
 pub mod vhost;
@@ -24,4 +25,4 @@ pub use lapin::{
     message::Delivery,
     types::{AMQPValue, FieldTable},
 };
-pub use topology::Topology;
+pub use topology::{DeclareError, Topology};

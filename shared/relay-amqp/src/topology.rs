@@ -4,14 +4,17 @@
 //! | name | kind |
 //! |---|---|
 //! | `relay.events` | topic exchange, `alternate-exchange = relay.unrouted` |
-//! | `relay.unrouted` | fanout exchange + quorum queue |
-//! | `relay.handler.<name>` | quorum queue, delivery limit, dead-letter to `relay.dead` (`events`) |
+//! | `relay.unrouted` | fanout exchange + quorum queue, bounded by TTL and length |
+//! | `relay.handler.<name>` | quorum queue per enabled handler, delivery limit, dead-letter to `relay.dead` (`events`) |
+//! | `relay.handlers` | headers exchange: `relay-handler = <name>` → that handler's queue |
+//! | `relay.handler-retry.<delay>` | quorum queue, `x-message-ttl`, dead-letter to `relay.handlers` |
+//! | `relay.timer.<handler>.<delay>` | quorum queue, `x-message-ttl`, dead-letter to `relay.handlers` |
 //! | `relay.deliveries` | fanout exchange + quorum queue, delivery limit, dead-letter to `relay.dead` (`deliveries`) |
 //! | `relay.retry.<delay>` | quorum queue, `x-message-ttl`, dead-letter back to `relay.deliveries` |
 //! | `relay.dead` | direct exchange + quorum queues `relay.dead.events`, `relay.dead.deliveries` |
 //!
 //! Declaring a queue that exists with *different* arguments fails with `PRECONDITION_FAILED`:
-//! the arguments below are a contract; change them only with a migration.
+//! the arguments below are a contract; change them only with a migration (docs/operations.md).
 
 use std::time::Duration;
 
@@ -20,95 +23,172 @@ use lapin::{
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable, LongString},
 };
-use relay_core::config::AmqpConfig;
+use relay_core::config::Config;
 use relay_core::routing::{self, HandlerRoute};
+
+/// Declaring one name failed.
+#[derive(Debug, thiserror::Error)]
+#[error("declaring {what} `{name}` failed: {source}{hint}")]
+pub struct DeclareError {
+    what: &'static str,
+    name: String,
+    hint: &'static str,
+    #[source]
+    source: lapin::Error,
+}
+
+fn failed(what: &'static str, name: &str) -> impl FnOnce(lapin::Error) -> DeclareError {
+    let name = name.to_owned();
+    move |source| {
+        let hint = if source.to_string().contains("PRECONDITION_FAILED") {
+            " (it exists with other arguments; see \"Migrations\" in docs/operations.md)"
+        } else {
+            ""
+        };
+        DeclareError {
+            what,
+            name,
+            hint,
+            source,
+        }
+    }
+}
 
 /// What to declare.
 #[derive(Debug, Clone)]
 pub struct Topology {
     /// `x-delivery-limit` of the handler queues and `relay.deliveries`.
     pub delivery_limit: u32,
-    /// Retry delay tiers.
+    /// Retry delay tiers (deliveries and handler retries alike).
     pub retry_tiers: Vec<Duration>,
-    /// Handler queues and their bindings.
+    /// `x-message-ttl` of `relay.unrouted`.
+    pub unrouted_ttl: Duration,
+    /// `x-max-length` of `relay.unrouted`.
+    pub unrouted_max_length: u32,
+    /// Enabled handlers: their queues and bindings.
     pub handlers: Vec<HandlerRoute>,
+    /// Known handlers that are disabled: if their queue exists it is unbound, so it stops
+    /// collecting events that would otherwise reach `relay.unrouted`.
+    pub disabled: Vec<HandlerRoute>,
+    /// Timer queues: (handler, delay).
+    pub timers: Vec<(&'static str, Duration)>,
 }
 
 impl Topology {
-    /// The topology for this configuration, with every implemented handler.
-    pub fn from_config(amqp: &AmqpConfig) -> Self {
+    /// The topology for this configuration: its enabled handlers, no timers (the worker adds
+    /// those it uses).
+    pub fn from_config(config: &Config) -> Self {
+        let handlers = config.enabled_handlers();
+        let disabled = routing::HANDLERS
+            .iter()
+            .filter(|h| !handlers.contains(h))
+            .copied()
+            .collect();
         Self {
-            delivery_limit: amqp.delivery_limit,
-            retry_tiers: amqp.retry_tiers.clone(),
-            handlers: routing::HANDLERS.to_vec(),
+            delivery_limit: config.amqp.delivery_limit,
+            retry_tiers: config.amqp.retry_tiers.clone(),
+            unrouted_ttl: config.amqp.unrouted_ttl,
+            unrouted_max_length: config.amqp.unrouted_max_length,
+            handlers,
+            disabled,
+            timers: Vec::new(),
         }
     }
 
-    /// Declares everything; safe to run any number of times, from any number of processes.
-    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+    /// Declares everything on channels of its own (closed afterwards); safe to run any number
+    /// of times, from any number of processes.
+    pub async fn declare(&self, connection: &lapin::Connection) -> Result<(), DeclareError> {
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(failed("channel for", "the topology"))?;
+        self.declare_on(connection, &channel).await?;
+        let _ = channel.close(200, "topology declared".into()).await;
+        Ok(())
+    }
+
+    async fn declare_on(
+        &self,
+        connection: &lapin::Connection,
+        channel: &Channel,
+    ) -> Result<(), DeclareError> {
         let durable = ExchangeDeclareOptions {
             durable: true,
             ..ExchangeDeclareOptions::default()
         };
+        let exchange = |name: &'static str, kind: ExchangeKind, args: FieldTable| async move {
+            channel
+                .exchange_declare(name.into(), kind, durable, args)
+                .await
+                .map_err(failed("exchange", name))
+        };
 
-        // Unrouted events: declared first, it is the alternate exchange of relay.events.
-        channel
-            .exchange_declare(
-                routing::UNROUTED.into(),
-                ExchangeKind::Fanout,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
-        declare_queue(channel, routing::UNROUTED, quorum()).await?;
-        bind(channel, routing::UNROUTED, routing::UNROUTED, "").await?;
+        // Unrouted events: declared first, it is the alternate exchange of relay.events and of
+        // relay.handlers. Bounded (invariant 5): events nobody handles must not pile up forever.
+        exchange(
+            routing::UNROUTED,
+            ExchangeKind::Fanout,
+            FieldTable::default(),
+        )
+        .await?;
+        let mut unrouted = quorum();
+        unrouted.insert("x-message-ttl".into(), millis(self.unrouted_ttl));
+        unrouted.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(i64::from(self.unrouted_max_length)),
+        );
+        // drop-head (the default overflow): past the limit the oldest unrouted event goes, so a
+        // flood of events nobody handles never refuses the ones a handler wants.
+        declare_queue(channel, routing::UNROUTED, unrouted).await?;
+        bind(channel, routing::UNROUTED, routing::UNROUTED, "", None).await?;
 
         // relay.events: an event no handler binds goes to relay.unrouted instead of vanishing
         // (invariant 5), and a mandatory publish therefore never comes back as returned.
-        let mut events_args = FieldTable::default();
-        events_args.insert("alternate-exchange".into(), text(routing::UNROUTED));
-        channel
-            .exchange_declare(
-                routing::EVENTS_EXCHANGE.into(),
-                ExchangeKind::Topic,
-                durable,
-                events_args,
-            )
-            .await?;
+        exchange(
+            routing::EVENTS_EXCHANGE,
+            ExchangeKind::Topic,
+            alternate(routing::UNROUTED),
+        )
+        .await?;
+
+        // Straight to one handler: durable handler retries and timers come back this way. A
+        // message for a handler that is no longer enabled lands in relay.unrouted.
+        exchange(
+            routing::HANDLERS_EXCHANGE,
+            ExchangeKind::Headers,
+            alternate(routing::UNROUTED),
+        )
+        .await?;
 
         // Parking lots.
-        channel
-            .exchange_declare(
-                routing::DEAD_EXCHANGE.into(),
-                ExchangeKind::Direct,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
+        exchange(
+            routing::DEAD_EXCHANGE,
+            ExchangeKind::Direct,
+            FieldTable::default(),
+        )
+        .await?;
         for (queue, key) in [
             (routing::DEAD_EVENTS_QUEUE, routing::DEAD_EVENTS_KEY),
             (routing::DEAD_DELIVERIES_QUEUE, routing::DEAD_DELIVERIES_KEY),
         ] {
             declare_queue(channel, queue, quorum()).await?;
-            bind(channel, queue, routing::DEAD_EXCHANGE, key).await?;
+            bind(channel, queue, routing::DEAD_EXCHANGE, key, None).await?;
         }
 
         // Outbound jobs. Fanout, so a retry copy coming back from a delay tier (which keeps its
         // routing key, the tier's queue name) lands here whatever that key is.
-        channel
-            .exchange_declare(
-                routing::DELIVERIES.into(),
-                ExchangeKind::Fanout,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
+        exchange(
+            routing::DELIVERIES,
+            ExchangeKind::Fanout,
+            FieldTable::default(),
+        )
+        .await?;
         let deliveries_args = self.with_delivery_limit(at_least_once_dead_letter(
             routing::DEAD_EXCHANGE,
             Some(routing::DEAD_DELIVERIES_KEY),
         ));
         declare_queue(channel, routing::DELIVERIES, deliveries_args).await?;
-        bind(channel, routing::DELIVERIES, routing::DELIVERIES, "").await?;
+        bind(channel, routing::DELIVERIES, routing::DELIVERIES, "", None).await?;
 
         for handler in &self.handlers {
             let queue = handler.queue();
@@ -118,18 +198,40 @@ impl Topology {
             ));
             declare_queue(channel, &queue, args).await?;
             for pattern in handler.patterns {
-                bind(channel, &queue, routing::EVENTS_EXCHANGE, pattern).await?;
+                bind(channel, &queue, routing::EVENTS_EXCHANGE, pattern, None).await?;
             }
+            bind(
+                channel,
+                &queue,
+                routing::HANDLERS_EXCHANGE,
+                "",
+                Some(handler_match(handler.name)),
+            )
+            .await?;
+        }
+        for handler in &self.disabled {
+            unbind_disabled(connection, handler).await?;
         }
 
         for delay in &self.retry_tiers {
             // No consumer ever reads a tier: messages expire after the tier's TTL and are
-            // dead-lettered back into relay.deliveries. At-least-once dead-lettering keeps a
-            // message safe while it moves, even across a broker crash.
+            // dead-lettered back. At-least-once dead-lettering keeps a message safe while it
+            // moves, even across a broker crash.
             let mut args = at_least_once_dead_letter(routing::DELIVERIES, None);
-            let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
+            args.insert("x-message-ttl".into(), millis(*delay));
             declare_queue(channel, &routing::retry_queue(*delay), args).await?;
+
+            let mut args = at_least_once_dead_letter(routing::HANDLERS_EXCHANGE, None);
+            args.insert("x-message-ttl".into(), millis(*delay));
+            declare_queue(channel, &routing::handler_retry_queue(*delay), args).await?;
+        }
+        let mut timers = self.timers.clone();
+        timers.sort_unstable();
+        timers.dedup();
+        for (handler, delay) in &timers {
+            let mut args = at_least_once_dead_letter(routing::HANDLERS_EXCHANGE, None);
+            args.insert("x-message-ttl".into(), millis(*delay));
+            declare_queue(channel, &routing::timer_queue(handler, *delay), args).await?;
         }
         Ok(())
     }
@@ -145,8 +247,67 @@ impl Topology {
     }
 }
 
+/// The binding arguments that route a message whose `relay-handler` header is `name`.
+fn handler_match(name: &str) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-match".into(), text("all"));
+    args.insert(routing::HANDLER_HEADER.into(), text(name));
+    args
+}
+
+/// Unbinds a disabled handler's queue if it exists, and says what it still holds.
+async fn unbind_disabled(
+    connection: &lapin::Connection,
+    handler: &HandlerRoute,
+) -> Result<(), DeclareError> {
+    let queue = handler.queue();
+    // A passive declare of a missing queue closes its channel: probe on a channel of its own.
+    let probe = connection
+        .create_channel()
+        .await
+        .map_err(failed("channel for", &queue))?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let Ok(state) = probe
+        .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+        .await
+    else {
+        return Ok(());
+    };
+    for pattern in handler.patterns {
+        unbind(&probe, &queue, routing::EVENTS_EXCHANGE, pattern, None).await?;
+    }
+    unbind(
+        &probe,
+        &queue,
+        routing::HANDLERS_EXCHANGE,
+        "",
+        Some(handler_match(handler.name)),
+    )
+    .await?;
+    let _ = probe.close(200, "probed".into()).await;
+    tracing::warn!(
+        queue = %queue,
+        messages = state.message_count(),
+        "handler disabled: its queue is unbound and keeps what it holds (replay it with relayctl, or delete it)"
+    );
+    Ok(())
+}
+
 fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
+}
+
+fn millis(delay: Duration) -> AMQPValue {
+    AMQPValue::LongLongInt(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn alternate(exchange: &str) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("alternate-exchange".into(), text(exchange));
+    args
 }
 
 /// Arguments of a quorum queue: replicated in a cluster, durable on one node.
@@ -173,7 +334,11 @@ fn at_least_once_dead_letter(exchange: &str, routing_key: Option<&str>) -> Field
     args
 }
 
-async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> lapin::Result<()> {
+async fn declare_queue(
+    channel: &Channel,
+    name: &str,
+    args: FieldTable,
+) -> Result<(), DeclareError> {
     let options = QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
@@ -182,16 +347,42 @@ async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> lapin
         .queue_declare(name.into(), options, args)
         .await
         .map(|_| ())
+        .map_err(failed("queue", name))
 }
 
-async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
+async fn bind(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+    args: Option<FieldTable>,
+) -> Result<(), DeclareError> {
     channel
         .queue_bind(
             queue.into(),
             exchange.into(),
             key.into(),
             QueueBindOptions::default(),
-            FieldTable::default(),
+            args.unwrap_or_default(),
         )
         .await
+        .map_err(failed("binding of", queue))
+}
+
+async fn unbind(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+    args: Option<FieldTable>,
+) -> Result<(), DeclareError> {
+    channel
+        .queue_unbind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            args.unwrap_or_default(),
+        )
+        .await
+        .map_err(failed("unbinding of", queue))
 }

@@ -42,6 +42,44 @@ pub struct DeliveryJob {
     /// After this instant the job is dead-lettered instead of retried.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub give_up_after: Option<OffsetDateTime>,
+    /// Publish a delivery outcome event (`relay.delivery.succeeded` / `failed`) when the job
+    /// settles. Delivery reports every dead-lettered job's failure regardless.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub report_outcome: bool,
+    /// Small, non-secret facts the handler wants back in the outcome event (e.g. a call session
+    /// and the message's place in it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub context: BTreeMap<String, String>,
+}
+
+impl DeliveryJob {
+    /// A `POST` job with the defaults every handler starts from: the idempotency key is the job
+    /// id, no extra headers, no path, no outcome report.
+    pub fn post(
+        id: String,
+        event_id: &str,
+        handler: &str,
+        destination: &str,
+        content_type: &str,
+        body: String,
+    ) -> Self {
+        Self {
+            idempotency_key: id.clone(),
+            id,
+            event_id: event_id.to_owned(),
+            handler: handler.to_owned(),
+            destination: destination.to_owned(),
+            method: "POST".to_owned(),
+            path: String::new(),
+            headers: BTreeMap::new(),
+            content_type: content_type.to_owned(),
+            body,
+            created_at: OffsetDateTime::now_utc(),
+            give_up_after: None,
+            report_outcome: false,
+            context: BTreeMap::new(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -63,8 +101,25 @@ mod tests {
             idempotency_key: "j".into(),
             created_at: OffsetDateTime::UNIX_EPOCH,
             give_up_after: None,
+            report_outcome: true,
+            context: BTreeMap::from([("session".into(), "s-1".into())]),
         };
         let text = serde_json::to_string(&job).unwrap();
         assert_eq!(serde_json::from_str::<DeliveryJob>(&text).unwrap(), job);
+    }
+
+    #[test]
+    fn jobs_written_before_outcomes_existed_still_parse() {
+        let old = r#"{"id":"j","event_id":"e","handler":"h","destination":"d","method":"POST",
+            "content_type":"application/json","body":"{}","idempotency_key":"j",
+            "created_at":"2026-01-01T00:00:00Z"}"#;
+        let job: DeliveryJob = serde_json::from_str(old).unwrap();
+        assert!(!job.report_outcome);
+        assert!(job.context.is_empty());
+        let text = serde_json::to_string(&job).unwrap();
+        assert!(
+            !text.contains("report_outcome") && !text.contains("context"),
+            "{text}"
+        );
     }
 }

@@ -5,11 +5,13 @@
 //! retries collapse downstream ([`ids`]), the broker names of the topology ([`routing`]) and the
 //! typed configuration shared by all services ([`config`]).
 
+pub mod backoff;
 pub mod config;
 pub mod duration;
 pub mod event;
 pub mod ids;
 pub mod job;
+pub mod outcome;
 pub mod phone;
 pub mod routing;
 

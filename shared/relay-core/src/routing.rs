@@ -39,9 +39,54 @@ pub const MIN_BALANCE_ALERT: HandlerRoute = HandlerRoute {
     patterns: &["voximplant.min_balance"],
 };
 
-/// Every handler the worker runs. Only implemented handlers are listed: a bound queue without a
-/// consumer would silently collect events that belong in `relay.unrouted`.
-pub const HANDLERS: &[HandlerRoute] = &[MIN_BALANCE_ALERT];
+/// The call-log handler: every provider's call events, web callbacks, and the outcomes of its
+/// own helpdesk messages (which release a session's next message).
+pub const CALL_LOG: HandlerRoute = HandlerRoute {
+    name: "call-log",
+    patterns: &[
+        "plivo.call.#",
+        "voximplant.call.#",
+        "acrobits.web_callback",
+        "acrobits.web_callback_refused",
+        "relay.delivery.*.call-log",
+    ],
+};
+
+/// Every handler the worker knows. Which of them run is configuration
+/// (`Config::enabled_handlers`): a handler's queue is declared only while it is enabled, since
+/// a bound queue without a consumer would silently collect events that belong in
+/// `relay.unrouted`.
+pub const HANDLERS: &[HandlerRoute] = &[MIN_BALANCE_ALERT, CALL_LOG];
+
+/// Headers exchange that routes a message straight to one handler's queue by its
+/// [`HANDLER_HEADER`]: durable handler retries and timers come back through it, to that
+/// handler only (going through `relay.events` again would fan them out to every handler).
+pub const HANDLERS_EXCHANGE: &str = "relay.handlers";
+
+/// Header naming the handler a retried event or a timer is for. It has no `x-` prefix on
+/// purpose: a headers exchange ignores `x-` headers when matching (RabbitMQ 3.x `x-match`
+/// `all`/`any`).
+pub const HANDLER_HEADER: &str = "relay-handler";
+
+/// `relay.handler-retry.<label>`: a delay tier for a transient handler failure, dead-lettering
+/// into [`HANDLERS_EXCHANGE`] when its TTL expires.
+pub fn handler_retry_queue(delay: std::time::Duration) -> String {
+    format!("relay.handler-retry.{}", crate::duration::label(delay))
+}
+
+/// `relay.timer.<handler>.<label>`: a handler's durable timer of one delay (a TTL queue that
+/// dead-letters into [`HANDLERS_EXCHANGE`]).
+pub fn timer_queue(handler: &str, delay: std::time::Duration) -> String {
+    format!("relay.timer.{handler}.{}", crate::duration::label(delay))
+}
+
+/// Routing key of a delivery outcome event on [`EVENTS_EXCHANGE`]:
+/// `relay.delivery.<succeeded|failed>.<handler>`, so a handler can bind to the outcomes of its
+/// own jobs (`relay.delivery.*.call-log`) or to every failure (`relay.delivery.failed.#`).
+pub fn outcome_key(succeeded: bool, handler: &str) -> String {
+    let what = if succeeded { "succeeded" } else { "failed" };
+    format!("relay.delivery.{what}.{handler}")
+}
 
 /// `relay.handler.<name>`.
 pub fn handler_queue(name: &str) -> String {
@@ -77,6 +122,19 @@ mod tests {
     #[test]
     fn names_follow_the_design() {
         assert_eq!(MIN_BALANCE_ALERT.queue(), "relay.handler.min-balance-alert");
+        assert_eq!(CALL_LOG.queue(), "relay.handler.call-log");
+        assert_eq!(
+            handler_retry_queue(Duration::from_secs(5)),
+            "relay.handler-retry.5s"
+        );
+        assert_eq!(
+            timer_queue("call-log", Duration::from_secs(4 * 3600)),
+            "relay.timer.call-log.4h"
+        );
+        assert_eq!(
+            outcome_key(false, "call-log"),
+            "relay.delivery.failed.call-log"
+        );
         assert_eq!(retry_queue(Duration::from_secs(30)), "relay.retry.30s");
         assert_eq!(retry_queue(Duration::from_millis(200)), "relay.retry.200ms");
         assert_eq!(

@@ -10,6 +10,8 @@
 //! `delivery:{job id}` (status, attempts, last outcome) and `inflight:{job id}` (the claim of
 //! the attempt under way, so two copies of one job are never sent at once).
 
+mod ledger;
+
 use std::sync::Arc;
 use std::time::Duration;
 

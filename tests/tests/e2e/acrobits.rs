@@ -118,16 +118,48 @@ async fn web_callback_accepts_every_encoding_and_refuses_in_the_apps_format() {
     assert_eq!(xml_body.status(), 415);
     assert_eq!(xml_body.headers()["content-type"], "application/xml");
 
-    // Exactly the two accepted requests became events, normalised and without the password.
+    // Exactly the two accepted requests became events, normalised and without the password;
+    // the three refusals of an authenticated user (one invalid number, two destinations not
+    // allowed) became refusal reports for the call log; the unauthenticated ones nothing.
     let mut events = Vec::new();
+    let mut refusals = Vec::new();
     while let Some(m) = env
         .next_message(&channel, "relay.unrouted", Duration::from_millis(500))
         .await
     {
-        assert_eq!(m.delivery.routing_key.as_str(), "acrobits.web_callback");
-        events.push(String::from_utf8(m.delivery.data.clone()).unwrap());
+        let text = String::from_utf8(m.delivery.data.clone()).unwrap();
+        assert!(!text.contains("secretW0rd"), "the password leaked: {text}");
+        match m.delivery.routing_key.as_str() {
+            "acrobits.web_callback" => events.push(text),
+            "acrobits.web_callback_refused" => {
+                refusals.push(serde_json::from_str::<Value>(&text).unwrap())
+            }
+            other => panic!("unexpected event {other}"),
+        }
     }
     assert_eq!(events.len(), 2);
+    let mut reasons: Vec<&str> = refusals
+        .iter()
+        .map(|r| r["data"]["reason"].as_str().unwrap())
+        .collect();
+    reasons.sort_unstable();
+    assert_eq!(
+        reasons,
+        [
+            "destination_not_allowed",
+            "destination_not_allowed",
+            "invalid_number"
+        ]
+    );
+    for refusal in &refusals {
+        assert_eq!(refusal["data"]["username"], "alice");
+        assert!(
+            refusal["data"]["session_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("callback:")
+        );
+    }
     for text in &events {
         assert!(
             !text.contains("secretW0rd"),
@@ -137,6 +169,13 @@ async fn web_callback_accepts_every_encoding_and_refuses_in_the_apps_format() {
         assert_eq!(event["data"]["target"], "+15551231234");
         assert_eq!(event["data"]["callback"], "+15559879876");
         assert_eq!(event["subject"], "alice");
+        assert!(
+            event["data"]["session_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("callback:"),
+            "a web callback mints the session both legs will carry"
+        );
     }
     ingress.stop().await;
 }

@@ -177,14 +177,12 @@ async fn two_copies_of_one_job_in_flight_at_once_are_sent_once() {
         "com.voximplant.account.min_balance".into(),
         serde_json::json!({"account_id": 1, "balance": 1.0}),
     );
-    let job = relay_worker::min_balance::job(&event, "alerts", Default::default()).unwrap();
+    let job =
+        relay_worker::handlers::min_balance::job(&event, "alerts", Default::default()).unwrap();
     let body = serde_json::to_vec(&job).unwrap();
     // Both copies wait in the queue before delivery starts, so it takes them together.
+    env.declare_topology().await;
     let channel = env.channel().await;
-    relay_amqp::Topology::from_config(&env.config.amqp)
-        .declare(&channel)
-        .await
-        .unwrap();
     channel.confirm_select(Default::default()).await.unwrap();
     for _ in 0..2 {
         channel

@@ -82,7 +82,12 @@ async fn a_duplicate_that_slips_past_dedup_collapses_at_delivery() {
     env.config
         .destinations
         .insert("collapse".to_owned(), alerts);
-    env.config.worker.min_balance_alert.destination = "collapse".to_owned();
+    env.config
+        .worker
+        .min_balance_alert
+        .as_mut()
+        .expect("enabled by alerts_to")
+        .destination = "collapse".to_owned();
     // Ingress cannot reach Redis, so it publishes the re-sent callback again.
     let mut ingress_config = env.config.clone();
     ingress_config.redis.url = format!("redis://127.0.0.1:{}", dead_port());

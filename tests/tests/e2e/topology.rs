@@ -5,7 +5,6 @@ use std::time::Duration;
 use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, ExchangeKind};
-use relay_amqp::Topology;
 use relay_e2e::TestEnv;
 
 fn text(v: &str) -> AMQPValue {
@@ -49,25 +48,25 @@ async fn redeclare(channel: &lapin::Channel, name: &str, args: FieldTable) -> la
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topology_is_idempotent_and_matches_the_design() {
-    let env = TestEnv::new();
-    let topology = Topology::from_config(&env.config.amqp);
+    let mut env = TestEnv::new();
+    env.alerts_to("http://127.0.0.1:1/alerts");
+    env.helpdesk_to("http://127.0.0.1:1/helpdesk");
+    env.declare_topology().await;
+    env.declare_topology().await; // a second declaration is a no-op
     let channel = env.channel().await;
-    topology.declare(&channel).await.expect("first declaration");
-    topology
-        .declare(&channel)
-        .await
-        .expect("second declaration is a no-op");
 
     // Re-declaring with the design's own arguments succeeds only if they are exactly what the
     // broker holds (RabbitMQ refuses a mismatch with PRECONDITION_FAILED).
     let limit = i64::from(env.config.amqp.delivery_limit);
-    redeclare(
-        &channel,
-        "relay.handler.min-balance-alert",
-        design_args("relay.dead", Some("events"), Some(limit), None),
-    )
-    .await
-    .expect("handler queue has the design's arguments");
+    for handler in ["relay.handler.min-balance-alert", "relay.handler.call-log"] {
+        redeclare(
+            &channel,
+            handler,
+            design_args("relay.dead", Some("events"), Some(limit), None),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{handler} has the design's arguments: {e}"));
+    }
     redeclare(
         &channel,
         "relay.deliveries",
@@ -82,13 +81,33 @@ async fn topology_is_idempotent_and_matches_the_design() {
     )
     .await
     .expect("retry tier has the design's arguments");
+    redeclare(
+        &channel,
+        "relay.handler-retry.100ms",
+        design_args("relay.handlers", None, None, Some(100)),
+    )
+    .await
+    .expect("handler retry tier dead-letters to relay.handlers");
+    redeclare(
+        &channel,
+        "relay.timer.call-log.4h",
+        design_args("relay.handlers", None, None, Some(4 * 3600 * 1000)),
+    )
+    .await
+    .expect("the call log's end timer is a TTL queue into relay.handlers");
+    let mut unrouted = FieldTable::default();
+    unrouted.insert("x-queue-type".into(), text("quorum"));
+    unrouted.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongLongInt(7 * 86_400 * 1000),
+    );
+    unrouted.insert("x-max-length".into(), AMQPValue::LongLongInt(100_000));
+    redeclare(&channel, "relay.unrouted", unrouted)
+        .await
+        .expect("relay.unrouted is bounded by TTL and length");
     let mut quorum = FieldTable::default();
     quorum.insert("x-queue-type".into(), text("quorum"));
-    for q in [
-        "relay.unrouted",
-        "relay.dead.events",
-        "relay.dead.deliveries",
-    ] {
+    for q in ["relay.dead.events", "relay.dead.deliveries"] {
         redeclare(&channel, q, quorum.clone())
             .await
             .unwrap_or_else(|e| panic!("{q}: {e}"));
@@ -100,9 +119,18 @@ async fn topology_is_idempotent_and_matches_the_design() {
         ..ExchangeDeclareOptions::default()
     };
     channel
-        .exchange_declare("relay.events".into(), ExchangeKind::Topic, durable, ae)
+        .exchange_declare(
+            "relay.events".into(),
+            ExchangeKind::Topic,
+            durable,
+            ae.clone(),
+        )
         .await
         .expect("relay.events is a durable topic exchange with its alternate exchange");
+    channel
+        .exchange_declare("relay.handlers".into(), ExchangeKind::Headers, durable, ae)
+        .await
+        .expect("relay.handlers is a durable headers exchange with its alternate exchange");
 
     // And a mismatch really is refused, so the checks above mean something.
     let channel2 = env.channel().await;
@@ -118,11 +146,8 @@ async fn topology_is_idempotent_and_matches_the_design() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbound_events_land_in_unrouted_and_retry_tiers_flow_back() {
     let env = TestEnv::new();
+    env.declare_topology().await;
     let channel = env.channel().await;
-    Topology::from_config(&env.config.amqp)
-        .declare(&channel)
-        .await
-        .expect("declare");
     channel
         .confirm_select(Default::default())
         .await
@@ -173,4 +198,92 @@ async fn unbound_events_land_in_unrouted_and_retry_tiers_flow_back() {
         .next_message(&channel, "relay.deliveries", Duration::from_secs(10))
         .await;
     assert_eq!(back.expect("returned from the tier").delivery.data, b"job");
+}
+
+/// Publishes `body` with `key` to `exchange` (with `headers`) and waits for the confirm.
+async fn publish(
+    channel: &lapin::Channel,
+    exchange: &str,
+    key: &str,
+    headers: FieldTable,
+    body: &[u8],
+) {
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            body,
+            BasicProperties::default().with_headers(headers),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    assert!(confirm.is_ack(), "the broker took it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_handler_stops_collecting_and_handler_messages_reach_their_queue() {
+    let mut env = TestEnv::new();
+    env.config.worker.min_balance_alert = None;
+    env.helpdesk_to("http://127.0.0.1:1/helpdesk");
+    env.declare_topology().await;
+    let channel = env.channel().await;
+    channel
+        .confirm_select(Default::default())
+        .await
+        .expect("confirms");
+
+    // Enabled: call events reach the call log's queue, and so does a message addressed to it
+    // through relay.handlers (a handler retry or timer coming back).
+    publish(
+        &channel,
+        "relay.events",
+        "plivo.call.answered",
+        FieldTable::default(),
+        b"a",
+    )
+    .await;
+    let mut to_call_log = FieldTable::default();
+    to_call_log.insert("relay-handler".into(), text("call-log"));
+    publish(&channel, "relay.handlers", "", to_call_log, b"timer").await;
+    let mut to_nobody = FieldTable::default();
+    to_nobody.insert("relay-handler".into(), text("min-balance-alert"));
+    publish(&channel, "relay.handlers", "", to_nobody, b"orphan").await;
+    assert_eq!(env.queue_len(&channel, "relay.handler.call-log").await, 2);
+    let orphan = env
+        .next_message(&channel, "relay.unrouted", Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        orphan
+            .expect("a message for a handler that is off is kept")
+            .delivery
+            .data,
+        b"orphan"
+    );
+
+    // Disabled: its queue is unbound (and keeps what it holds); its events go to unrouted.
+    env.config.worker.call_log = None;
+    env.declare_topology().await;
+    publish(
+        &channel,
+        "relay.events",
+        "plivo.call.answered",
+        FieldTable::default(),
+        b"b",
+    )
+    .await;
+    let got = env
+        .next_message(&channel, "relay.unrouted", Duration::from_secs(5))
+        .await;
+    assert_eq!(got.expect("unrouted now").delivery.data, b"b");
+    assert_eq!(
+        env.queue_len(&channel, "relay.handler.call-log").await,
+        2,
+        "the disabled handler's queue keeps its messages and takes no more"
+    );
 }

@@ -134,6 +134,7 @@ impl BenchEnv {
             account_id: ACCOUNT_ID,
             api_key_env: EnvSecret::with_value("RELAY_BENCH_API_KEY", API_KEY),
         }];
+        config.worker.min_balance_alert = Some(Default::default());
         config.destinations.insert(
             "alerts".to_owned(),
             DestinationConfig::new(

@@ -21,9 +21,8 @@ mod sink;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Args;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions};
+use lapin::options::QueuePurgeOptions;
 use relay_core::config::Config;
 use relay_core::routing;
 
@@ -333,57 +332,38 @@ async fn end_to_end(
     }
 }
 
-/// Publishes `count` delivery jobs for the sink straight to `relay.deliveries`; returns the job
-/// body size and how many the broker confirmed.
+/// Publishes `count` delivery jobs for the sink straight to `relay.deliveries`, through the
+/// relay's own job publisher (many in flight at once); returns the job body size and how many
+/// the broker confirmed.
 async fn queue_jobs(env: &BenchEnv, count: usize) -> anyhow::Result<(usize, usize)> {
-    let channel = env.channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    let mut size = 0;
-    let mut confirms = Vec::with_capacity(count);
-    for i in 0..count {
-        let event_id = relay_core::ids::new_event_id();
-        let job_id = relay_core::ids::job_id(&event_id, "bench", i as u32);
-        let job = relay_core::DeliveryJob {
-            id: job_id.clone(),
-            event_id: event_id.clone(),
-            handler: "bench".to_owned(),
-            destination: "alerts".to_owned(),
-            method: "POST".to_owned(),
-            path: String::new(),
-            headers: Default::default(),
-            content_type: "application/json".to_owned(),
-            body: serde_json::json!({"event_id": event_id, "summary": "relay bench job", "balance": 0.5}).to_string(),
-            idempotency_key: job_id.clone(),
-            created_at: time::OffsetDateTime::now_utc(),
-            give_up_after: None,
-        };
-        let body = serde_json::to_vec(&job)?;
-        size = body.len();
-        confirms.push(
-            channel
-                .basic_publish(
-                    routing::DELIVERIES.into(),
-                    "".into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    &body,
-                    lapin::BasicProperties::default()
-                        .with_delivery_mode(2)
-                        .with_message_id(job_id.as_str().into()),
-                )
-                .await
-                .context("publishing bench jobs")?,
-        );
-    }
+    let connected = crate::amqp::broker(&env.config).await?;
+    let broker = &connected.broker;
+    let jobs: Vec<relay_core::DeliveryJob> = (0..count)
+        .map(|i| {
+            let event_id = relay_core::ids::new_event_id();
+            let body = serde_json::json!({"event_id": event_id, "summary": "relay bench job", "balance": 0.5});
+            relay_core::DeliveryJob::post(
+                relay_core::ids::job_id(&event_id, "bench", i as u32),
+                &event_id,
+                "bench",
+                "alerts",
+                "application/json",
+                body.to_string(),
+            )
+        })
+        .collect();
+    let size = jobs
+        .first()
+        .map_or(0, |job| serde_json::to_vec(job).map_or(0, |b| b.len()));
     let mut confirmed = 0;
-    for confirm in confirms {
-        if confirm.await.is_ok_and(|c| c.is_ack()) {
-            confirmed += 1;
-        }
+    for chunk in jobs.chunks(256) {
+        let results = futures_util::future::join_all(
+            chunk
+                .iter()
+                .map(|job| relay_amqp::jobs::publish(broker, job)),
+        )
+        .await;
+        confirmed += results.iter().filter(|r| r.is_ok()).count();
     }
     Ok((size, confirmed))
 }

@@ -23,6 +23,11 @@ pub struct AmqpConfig {
     /// Upper bound of the pause between reconnection attempts.
     #[serde(with = "serde_text")]
     pub reconnect_max_delay: Duration,
+    /// How long `relay.unrouted` keeps an event that no handler took (`x-message-ttl`).
+    #[serde(with = "serde_text")]
+    pub unrouted_ttl: Duration,
+    /// Most events `relay.unrouted` holds (`x-max-length`); past it the oldest are dropped.
+    pub unrouted_max_length: u32,
 }
 
 impl Default for AmqpConfig {
@@ -36,6 +41,8 @@ impl Default for AmqpConfig {
                 .map(Duration::from_secs)
                 .collect(),
             reconnect_max_delay: Duration::from_secs(5),
+            unrouted_ttl: Duration::from_secs(7 * 86_400),
+            unrouted_max_length: 100_000,
         }
     }
 }

@@ -24,7 +24,9 @@ pub use ingress::{
 pub use redis::RedisConfig;
 pub use secret::EnvSecret;
 pub use telemetry::{LogFormat, TelemetryConfig};
-pub use worker::{AlertFormat, MinBalanceAlertConfig, WorkerConfig};
+pub use worker::{
+    AgentConfig, AlertFormat, CallLogConfig, InboundAnswer, MinBalanceAlertConfig, WorkerConfig,
+};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -196,6 +198,12 @@ impl Config {
         if self.amqp.delivery_limit == 0 {
             return Err(invalid("amqp.delivery_limit", "must be at least 1"));
         }
+        if self.amqp.unrouted_ttl.is_zero() {
+            return Err(invalid("amqp.unrouted_ttl", "must be positive"));
+        }
+        if self.amqp.unrouted_max_length == 0 {
+            return Err(invalid("amqp.unrouted_max_length", "must be at least 1"));
+        }
         if self.amqp.confirm_timeout.is_zero() {
             return Err(invalid("amqp.confirm_timeout", "must be positive"));
         }
@@ -330,12 +338,58 @@ mod tests {
     }
 
     #[test]
-    fn worker_needs_its_destination() {
+    fn handlers_run_when_their_section_is_present_and_need_their_destination() {
         let c = Config::from_toml("", &[], &no_env).unwrap();
+        assert!(c.enabled_handlers().is_empty());
+        c.validate_worker().unwrap();
+
+        let c = Config::from_toml("[worker.min_balance_alert]\n", &[], &no_env).unwrap();
+        assert_eq!(c.enabled_handlers(), [crate::routing::MIN_BALANCE_ALERT]);
         let err = c.validate_worker().unwrap_err().to_string();
         assert!(
             err.contains("worker.min_balance_alert.destination"),
             "{err}"
+        );
+
+        let text = r#"
+            [worker.call_log]
+            destination = "helpdesk"
+            [worker.call_log.channels]
+            "+15550001000" = "brand-b"
+            [destinations.helpdesk]
+            url = "http://127.0.0.1:1/h"
+        "#;
+        let c = Config::from_toml(text, &[], &no_env).unwrap();
+        assert_eq!(c.enabled_handlers(), [crate::routing::CALL_LOG]);
+        let err = c.validate_worker().unwrap_err().to_string();
+        assert!(err.contains("worker.call_log.channels"), "{err}");
+        assert!(err.contains("brand-b"), "{err}");
+    }
+
+    #[test]
+    fn call_log_limits_are_checked() {
+        let base = "[destinations.helpdesk]\nurl = \"http://127.0.0.1:1/h\"\n[worker.call_log]\n";
+        let check = |extra: &str| {
+            Config::from_toml(&format!("{base}{extra}"), &[], &no_env)
+                .unwrap()
+                .validate_worker()
+                .map_err(|e| e.to_string())
+        };
+        check("").unwrap();
+        assert!(
+            check("session_ttl = \"1h\"\n")
+                .unwrap_err()
+                .contains("session_ttl")
+        );
+        assert!(
+            check("default_region = \"usa\"\n")
+                .unwrap_err()
+                .contains("default_region")
+        );
+        assert!(
+            check("prefetch = 0\n")
+                .unwrap_err()
+                .contains("worker.call_log.prefetch")
         );
     }
 

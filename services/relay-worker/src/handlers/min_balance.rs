@@ -4,13 +4,57 @@
 //! `is_min_credit` when it reached the credit limit (calls stop) and `is_repeated` on re-sends.
 //! The alert is `critical` when `is_min_credit`, `warning` otherwise.
 
-use relay_core::config::AlertFormat;
+use futures_util::future::BoxFuture;
+use relay_core::config::{AlertFormat, MinBalanceAlertConfig};
+use relay_core::routing::{self, HandlerRoute};
 use relay_core::{CloudEvent, DeliveryJob, ids};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
+use crate::handler::{Context, Handler, HandlerError, HandlerResult, Output};
+
 /// The handler's name: part of its queue name and of its job ids.
-pub const NAME: &str = relay_core::routing::MIN_BALANCE_ALERT.name;
+pub const NAME: &str = routing::MIN_BALANCE_ALERT.name;
+
+/// The min-balance-alert handler: one alert job per callback.
+pub struct MinBalanceAlert {
+    destination: String,
+    format: AlertFormat,
+    prefetch: Option<u16>,
+}
+
+impl MinBalanceAlert {
+    /// The handler for its `[worker.min_balance_alert]` section.
+    pub fn new(config: &MinBalanceAlertConfig) -> Self {
+        Self {
+            destination: config.destination.clone(),
+            format: config.format,
+            prefetch: config.prefetch,
+        }
+    }
+}
+
+impl Handler for MinBalanceAlert {
+    fn route(&self) -> HandlerRoute {
+        routing::MIN_BALANCE_ALERT
+    }
+
+    fn prefetch(&self) -> Option<u16> {
+        self.prefetch
+    }
+
+    fn handle<'a>(
+        &'a self,
+        event: &'a CloudEvent,
+        _context: &'a Context,
+    ) -> BoxFuture<'a, HandlerResult> {
+        Box::pin(async move {
+            job(event, &self.destination, self.format)
+                .map(Output::job)
+                .map_err(HandlerError::malformed)
+        })
+    }
+}
 
 /// What the alert says, taken from the event.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,20 +190,14 @@ pub fn job(
     let alert = Alert::from_event(event)?;
     let body = serde_json::to_string(&render(&alert, event, format)).map_err(|e| e.to_string())?;
     let id = ids::job_id(&event.id, NAME, 0);
-    Ok(DeliveryJob {
-        idempotency_key: id.clone(),
+    Ok(DeliveryJob::post(
         id,
-        event_id: event.id.clone(),
-        handler: NAME.to_owned(),
-        destination: destination.to_owned(),
-        method: "POST".to_owned(),
-        path: String::new(),
-        headers: Default::default(),
-        content_type: "application/json".to_owned(),
+        &event.id,
+        NAME,
+        destination,
+        "application/json",
         body,
-        created_at: time::OffsetDateTime::now_utc(),
-        give_up_after: None,
-    })
+    ))
 }
 
 #[cfg(test)]

@@ -1,0 +1,63 @@
+//! Delivery outcome events (DESIGN.md): after a job's outcome is recorded, tell the handler
+//! that made it. A job that asks for it gets `relay.delivery.succeeded`; every dead-lettered
+//! job gets `relay.delivery.failed` regardless, with the reason and a response excerpt.
+
+use std::time::Duration;
+
+use relay_amqp::{Broker, FieldTable, Publish, PublishError};
+use relay_core::outcome::DeliveryOutcome;
+use relay_core::{DeliveryJob, event, routing};
+
+/// How long publishing an outcome may keep retrying through broker trouble (the job is held
+/// meanwhile; it is handed back only after that).
+const BUDGET: Duration = Duration::from_secs(30);
+
+/// Publishes `outcome` to `relay.events` and waits for the confirm.
+pub(crate) async fn publish(
+    broker: &Broker,
+    outcome: &DeliveryOutcome,
+) -> Result<(), PublishError> {
+    let event = outcome.to_event();
+    let body = serde_json::to_vec(&event).expect("a CloudEvent always serialises");
+    // The handler name becomes a routing-key word; a job from elsewhere (relayctl, an old
+    // version) with an odd name still gets its outcome, under `unknown`.
+    let handler = if routing::is_key_word(&outcome.handler) {
+        outcome.handler.as_str()
+    } else {
+        "unknown"
+    };
+    let key = routing::outcome_key(outcome.succeeded, handler);
+    let published = broker
+        .publish_patiently(
+            Publish {
+                exchange: routing::EVENTS_EXCHANGE,
+                routing_key: &key,
+                message_id: &event.id,
+                content_type: event::CONTENT_TYPE,
+                body: &body,
+                headers: FieldTable::default(),
+            },
+            BUDGET,
+        )
+        .await;
+    let label = if outcome.succeeded {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    match &published {
+        Ok(()) => {
+            metrics::counter!("relay_delivery_outcomes_total", "outcome" => label).increment(1);
+        }
+        Err(error) => {
+            tracing::warn!(%error, job_id = %outcome.job_id, "could not publish the delivery outcome");
+        }
+    }
+    published
+}
+
+/// The success outcome of `job`, when it asked for one.
+pub(crate) fn success(job: &DeliveryJob, attempts: u32) -> Option<DeliveryOutcome> {
+    job.report_outcome
+        .then(|| DeliveryOutcome::of(job, true, attempts))
+}

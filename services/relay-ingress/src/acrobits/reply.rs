@@ -1,0 +1,205 @@
+//! What the app reads back: a `message` (and on failure the stable problem `type`) in the
+//! format it asked for (JSON, XML or form).
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+
+use crate::problem::Problem;
+
+/// The response format the app will read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Json,
+    Xml,
+    Form,
+}
+
+/// `Accept` first, then the request's own `Content-Type`, then JSON.
+pub(crate) fn negotiate(headers: &HeaderMap) -> Format {
+    let read = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default()
+    };
+    for text in [read(header::ACCEPT), read(header::CONTENT_TYPE)] {
+        if text.contains("json") {
+            return Format::Json;
+        }
+        if text.contains("xml") {
+            return Format::Xml;
+        }
+        if text.contains("x-www-form-urlencoded") {
+            return Format::Form;
+        }
+    }
+    Format::Json
+}
+
+pub(super) fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A reply with `message` (and, on failure, the stable problem `type`) in `format`.
+pub(super) fn reply(
+    format: Format,
+    status: StatusCode,
+    ty: Option<&str>,
+    message: &str,
+) -> Response {
+    let (content_type, body) = match format {
+        Format::Json => {
+            let mut object = Map::new();
+            object.insert("message".into(), Value::String(message.to_owned()));
+            if let Some(ty) = ty {
+                object.insert("type".into(), Value::String(ty.to_owned()));
+            }
+            ("application/json", Value::Object(object).to_string())
+        }
+        Format::Xml => (
+            "application/xml",
+            format!("<message>{}</message>", xml_escape(message)),
+        ),
+        Format::Form => {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("message", message);
+            if let Some(ty) = ty {
+                form.append_pair("type", ty);
+            }
+            ("application/x-www-form-urlencoded", form.finish())
+        }
+    };
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A refusal the app shows to its user.
+pub(super) struct Refusal {
+    pub(super) status: StatusCode,
+    pub(super) ty: &'static str,
+    pub(super) message: String,
+    pub(super) retry_after: Option<u64>,
+    pub(super) outcome: &'static str,
+}
+
+impl Refusal {
+    pub(super) fn new(
+        status: StatusCode,
+        ty: &'static str,
+        outcome: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            ty,
+            message: message.into(),
+            retry_after: None,
+            outcome,
+        }
+    }
+
+    pub(super) fn from_problem(problem: Problem) -> Self {
+        let outcome = problem.outcome();
+        match problem {
+            Problem::BrokerUnavailable { retry_after_secs } => Self {
+                retry_after: Some(retry_after_secs),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    crate::problem::types::BROKER_UNAVAILABLE,
+                    outcome,
+                    "The service is busy, please try again shortly.",
+                )
+            },
+            Problem::TooLarge { .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                crate::problem::types::PAYLOAD_TOO_LARGE,
+                outcome,
+                "The request is too large.",
+            ),
+            Problem::UnknownSource => Self::new(
+                StatusCode::NOT_FOUND,
+                crate::problem::types::UNKNOWN_SOURCE,
+                outcome,
+                "Web callback is not available.",
+            ),
+            Problem::UnsupportedMediaType(_) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                crate::problem::types::UNSUPPORTED_MEDIA_TYPE,
+                outcome,
+                "Send the request as a query string, a form or JSON.",
+            ),
+            other => Self::new(
+                StatusCode::BAD_REQUEST,
+                crate::problem::types::MALFORMED_BODY,
+                outcome,
+                match other {
+                    Problem::Malformed(detail) => detail,
+                    _ => "The request could not be read.".to_owned(),
+                },
+            ),
+        }
+    }
+}
+
+/// Stable types of the web-callback refusals.
+pub mod types {
+    /// 400: a number is not a full international number.
+    pub const INVALID_NUMBER: &str = "urn:relay:problem:invalid-number";
+    /// 401: unknown user or wrong password.
+    pub const BAD_CREDENTIALS: &str = "urn:relay:problem:bad-credentials";
+    /// 403: a number is outside the allowed destinations.
+    pub const DESTINATION_NOT_ALLOWED: &str = "urn:relay:problem:destination-not-allowed";
+    /// 429: too many requests for this account.
+    pub const RATE_LIMITED: &str = "urn:relay:problem:rate-limited";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(k.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+    #[test]
+    fn format_follows_accept_then_content_type() {
+        assert_eq!(
+            negotiate(&headers(&[(header::ACCEPT, "application/xml")])),
+            Format::Xml
+        );
+        assert_eq!(
+            negotiate(&headers(&[(header::CONTENT_TYPE, "application/json")])),
+            Format::Json
+        );
+        assert_eq!(
+            negotiate(&headers(&[(
+                header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded"
+            )])),
+            Format::Form
+        );
+        assert_eq!(
+            negotiate(&headers(&[
+                (header::ACCEPT, "*/*"),
+                (header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            ])),
+            Format::Form
+        );
+        assert_eq!(negotiate(&HeaderMap::new()), Format::Json);
+    }
+
+    #[test]
+    fn xml_messages_are_escaped() {
+        assert_eq!(xml_escape("a<b>&c"), "a&lt;b&gt;&amp;c");
+    }
+}

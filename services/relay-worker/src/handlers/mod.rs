@@ -1,0 +1,44 @@
+//! The registry: every handler the worker has, built from its configuration section. A handler
+//! whose section is absent is not built, and its queue is not declared.
+
+pub mod call_log;
+pub mod min_balance;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use relay_core::config::Config;
+use relay_store::Store;
+use relay_telemetry::admin::StartError;
+
+use crate::handler::Handler;
+
+/// The enabled handlers.
+pub fn build(config: &Config, store: &Store) -> Result<Vec<Arc<dyn Handler>>, StartError> {
+    let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
+    if let Some(section) = &config.worker.min_balance_alert {
+        handlers.push(Arc::new(min_balance::MinBalanceAlert::new(section)));
+    }
+    if let Some(section) = &config.worker.call_log {
+        handlers.push(Arc::new(call_log::CallLog::new(section, store.clone())?));
+    }
+    Ok(handlers)
+}
+
+/// The timer queues the enabled handlers use: (handler, delay), one TTL queue each.
+pub fn timer_queues(config: &Config) -> Vec<(&'static str, Duration)> {
+    let mut timers = Vec::new();
+    if let Some(section) = &config.worker.call_log {
+        timers.push((call_log::NAME, section.end_after));
+        timers.push((call_log::NAME, section.missed_grace));
+    }
+    timers
+}
+
+/// The whole topology the worker declares: the common one, its handlers' queues and their
+/// timer queues.
+pub fn topology(config: &Config) -> relay_amqp::Topology {
+    let mut topology = relay_amqp::Topology::from_config(config);
+    topology.timers = timer_queues(config);
+    topology
+}
