@@ -472,6 +472,19 @@ pub fn metrics_text() -> String {
     relay_telemetry::metrics_handle().render()
 }
 
+/// The value of one series of this process's metrics, e.g.
+/// `relay_redis_errors_total{op="seen"}`, or 0 when it does not exist yet. Metrics are per
+/// process: tests that assert on them live in a binary of their own (`tests/metrics.rs`).
+pub fn metric(series: &str) -> f64 {
+    metrics_text()
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
 /// All three services on one configuration.
 pub struct Relay {
     /// relay-ingress.

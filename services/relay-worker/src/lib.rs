@@ -17,6 +17,7 @@ use std::time::Duration;
 use relay_amqp::consumer::{self, Consumer};
 use relay_amqp::{Broker, BrokerSettings};
 use relay_core::config::Config;
+use relay_core::routing;
 use relay_store::Store;
 use relay_telemetry::Readiness;
 use relay_telemetry::admin::{AdminServer, StartError};
@@ -54,6 +55,21 @@ impl Worker {
         let mut settings = BrokerSettings::from_config(&config, "relay-worker");
         settings.topology = handlers::topology(&config);
         let broker = Broker::start(settings, &readiness, background.clone());
+        let mut watched: Vec<String> = [
+            routing::UNROUTED,
+            routing::DEAD_EVENTS_QUEUE,
+            routing::DEAD_DELIVERIES_QUEUE,
+            routing::DELIVERIES,
+        ]
+        .map(str::to_owned)
+        .into();
+        watched.extend(handlers.iter().map(|h| h.route().queue()));
+        relay_amqp::depth::spawn_gauges(
+            broker.clone(),
+            watched,
+            config.worker.queue_depth_interval,
+            background.clone(),
+        );
         let admin = AdminServer::bind(config.worker.admin_listen, readiness)
             .await
             .map_err(StartError::bind(config.worker.admin_listen))?;

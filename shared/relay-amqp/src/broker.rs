@@ -141,6 +141,18 @@ impl Broker {
         self.inner.session.borrow().is_some()
     }
 
+    /// A new channel on the current connection (for probes that may close their channel,
+    /// such as a passive declare of a queue that does not exist).
+    pub async fn open_channel(&self) -> Result<Channel, PublishError> {
+        let session = self
+            .inner
+            .session
+            .borrow()
+            .clone()
+            .ok_or(PublishError::Unavailable)?;
+        Ok(session.connection.create_channel().await?)
+    }
+
     pub(crate) fn sessions(&self) -> watch::Receiver<Option<Session>> {
         self.inner.session.subscribe()
     }

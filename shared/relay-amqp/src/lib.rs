@@ -12,6 +12,7 @@
 
 mod broker;
 pub mod consumer;
+pub mod depth;
 pub mod headers;
 pub mod jobs;
 pub mod topology;

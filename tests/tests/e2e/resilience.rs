@@ -68,7 +68,8 @@ async fn with_redis_down_ingress_still_accepts_and_publishes() {
         .expect("published without Redis");
     let event: Value = serde_json::from_slice(&message.delivery.data).unwrap();
     assert_eq!(event["type"], "com.voximplant.account.min_balance");
-    assert!(metrics_text().contains("relay_redis_errors_total"));
+    // That the outage is counted is asserted in tests/metrics.rs, a binary of its own: in
+    // this one, every test's metrics share one process.
     ingress.stop().await;
 }
 

@@ -34,6 +34,10 @@ pub struct WorkerConfig {
     /// `relay.dead.events`.
     #[serde(with = "serde_text")]
     pub retry_max_age: Duration,
+    /// How often the depths of `relay.unrouted`, the parking lots, `relay.deliveries` and the
+    /// handler queues are read into `relay_queue_messages{queue}`.
+    #[serde(with = "serde_text")]
+    pub queue_depth_interval: Duration,
     /// The min-balance alert handler; absent: off.
     pub min_balance_alert: Option<MinBalanceAlertConfig>,
     /// The call-log handler; absent: off.
@@ -48,6 +52,7 @@ impl Default for WorkerConfig {
             shutdown_grace: Duration::from_secs(20),
             handler_timeout: Duration::from_secs(30),
             retry_max_age: Duration::from_secs(86_400),
+            queue_depth_interval: Duration::from_secs(15),
             min_balance_alert: None,
             call_log: None,
         }
@@ -203,6 +208,9 @@ impl Config {
             }
         };
         prefetch("worker.prefetch", Some(self.worker.prefetch))?;
+        if self.worker.queue_depth_interval.is_zero() {
+            return Err(invalid("worker.queue_depth_interval", "must be positive"));
+        }
         if self.worker.handler_timeout.is_zero() {
             return Err(invalid("worker.handler_timeout", "must be positive"));
         }

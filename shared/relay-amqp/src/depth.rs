@@ -1,0 +1,49 @@
+//! Queue depths as metrics: `relay_queue_messages{queue}`, the ready messages of each queue
+//! the service watches, read every few seconds with a passive declare. Operators alert on
+//! `relay.unrouted` and the parking lots filling up; autoscalers can read the same numbers
+//! from the broker directly.
+
+use std::time::Duration;
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use tokio_util::sync::CancellationToken;
+
+use crate::Broker;
+
+/// Reads the depth of every queue in `queues` every `every` until `stop`.
+pub fn spawn_gauges(broker: Broker, queues: Vec<String>, every: Duration, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut channel: Option<lapin::Channel> = None;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for queue in &queues {
+                if channel.as_ref().is_none_or(|c| !c.status().connected()) {
+                    channel = broker.open_channel().await.ok();
+                }
+                let Some(open) = &channel else { break };
+                let passive = QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                };
+                match open
+                    .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                    .await
+                {
+                    Ok(state) => {
+                        metrics::gauge!("relay_queue_messages", "queue" => queue.clone())
+                            .set(f64::from(state.message_count()));
+                    }
+                    // The queue is not there (yet): the probe closed the channel; the next
+                    // queue gets a fresh one.
+                    Err(_) => channel = None,
+                }
+            }
+        }
+    });
+}

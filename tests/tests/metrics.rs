@@ -1,0 +1,88 @@
+//! Assertions on metrics. Metrics are per process, so these tests have a binary of their own
+//! (no other test's counts mix in) and run one after the other (a lock).
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use relay_e2e::*;
+use tokio::sync::Mutex;
+
+static ALONE: Mutex<()> = Mutex::const_new(());
+const WAIT: Duration = Duration::from_secs(15);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_is_counted_for_every_request_it_touches() {
+    let _alone = ALONE.lock().await;
+    let mut env = TestEnv::new();
+    env.config.redis.url = format!("redis://127.0.0.1:{}", dead_port());
+    let (ingress, addr) = start_ingress(&env.config).await;
+    // Ready needs Redis once; wait for the broker by posting until accepted.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut id = 100;
+    while post_callbacks(addr, min_balance_body(id), &[])
+        .await
+        .status()
+        != 200
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never accepted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = r#"relay_redis_errors_total{op="seen"}"#;
+    let accepted = r#"relay_ingress_requests_total{source="voximplant",outcome="accepted"}"#;
+    let (seen_before, accepted_before) = (metric(seen), metric(accepted));
+    for _ in 0..5 {
+        id += 1;
+        assert_eq!(
+            post_callbacks(addr, min_balance_body(id), &[])
+                .await
+                .status(),
+            200
+        );
+    }
+    assert_eq!(metric(accepted) - accepted_before, 5.0);
+    assert_eq!(
+        metric(seen) - seen_before,
+        5.0,
+        "each accepted request counts its skipped dedup check"
+    );
+    ingress.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_depth_of_relay_unrouted_is_a_metric() {
+    let _alone = ALONE.lock().await;
+    let mut env = TestEnv::new();
+    env.config.worker.min_balance_alert = None;
+    env.config.worker.queue_depth_interval = Duration::from_millis(100);
+    let worker = start_worker(&env.config).await;
+    worker.wait_ready().await;
+    let channel = env.channel().await;
+    channel.confirm_select(Default::default()).await.unwrap();
+    let series = r#"relay_queue_messages{queue="relay.unrouted"}"#;
+    for n in 0..3 {
+        let confirm = channel
+            .basic_publish(
+                "relay.events".into(),
+                format!("nobody.listens{n}").as_str().into(),
+                Default::default(),
+                b"{}",
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack());
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metric(series) != 3.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} is {}",
+            metric(series)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.stop().await;
+}
