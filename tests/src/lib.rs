@@ -11,7 +11,7 @@ mod process;
 
 pub use calls::{EVENTS_SECRET, PLIVO_TOKEN, PUBLIC_BASE, plivo_callback, voximplant_event};
 pub use helpdesk::Helpdesk;
-pub use process::Child;
+pub use process::{Child, PrivateRedis};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -28,7 +28,7 @@ async fn a_redis_outage_is_counted_for_every_request_it_touches() {
         assert!(tokio::time::Instant::now() < deadline, "never accepted");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let seen = r#"relay_redis_errors_total{op="seen"}"#;
+    let seen = r#"relay_redis_skipped_total{op="seen"}"#;
     let accepted = r#"relay_ingress_requests_total{source="voximplant",outcome="accepted"}"#;
     let (seen_before, accepted_before) = (metric(seen), metric(accepted));
     for _ in 0..5 {
@@ -46,6 +46,63 @@ async fn a_redis_outage_is_counted_for_every_request_it_touches() {
         5.0,
         "each accepted request counts its skipped dedup check"
     );
+    assert_eq!(metric("relay_redis_breaker_open"), 1.0);
+    ingress.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_opens_the_breaker_and_coming_back_closes_it() {
+    let _alone = ALONE.lock().await;
+    let mut redis = PrivateRedis::start().await;
+    let mut env = TestEnv::new();
+    env.config.redis.url = redis.url();
+    env.config.redis.probe_interval = Duration::from_millis(50);
+    let (ingress, addr) = start_ingress(&env.config).await;
+    ingress.wait_ready().await;
+    let status = |id| async move {
+        post_callbacks(addr, min_balance_body(id), &[])
+            .await
+            .status()
+    };
+    let duplicates = |id| async move {
+        let answer: serde_json::Value = post_callbacks(addr, min_balance_body(id), &[])
+            .await
+            .json()
+            .await
+            .unwrap();
+        answer["duplicates"].clone()
+    };
+    assert_eq!(status(1).await, 200);
+    assert_eq!(duplicates(1).await, 1, "dedup works while Redis is up");
+    assert_eq!(metric("relay_redis_breaker_open"), 0.0);
+
+    // Redis dies: every request is still accepted, and once the breaker opens Redis is
+    // skipped (counted) instead of being waited for.
+    redis.kill();
+    let skipped = r#"relay_redis_skipped_total{op="seen"}"#;
+    let before = metric(skipped);
+    for id in 10..40 {
+        assert_eq!(status(id).await, 200);
+    }
+    assert_eq!(metric("relay_redis_breaker_open"), 1.0);
+    let skipped_now = metric(skipped) - before;
+    assert!(
+        skipped_now >= 30.0 - f64::from(env.config.redis.breaker_failures),
+        "only the first few requests waited for Redis; {skipped_now} skipped"
+    );
+
+    // Redis is back: the probe closes the breaker and dedup works again.
+    redis.resume().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metric("relay_redis_breaker_open") != 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the breaker never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status(50).await, 200);
+    assert_eq!(duplicates(50).await, 1, "dedup works again");
     ingress.stop().await;
 }
 

@@ -122,7 +122,12 @@ impl Sender {
                     .await;
             }
             Err(error) => {
-                tracing::warn!(%error, "delivery record unavailable; sending without the duplicate check")
+                // Redis being away is logged once by the store's breaker, not per job.
+                if error.means_unavailable() {
+                    tracing::debug!(%error, "delivery record unavailable; sending without the duplicate check");
+                } else {
+                    tracing::warn!(%error, "delivery record unreadable; sending without the duplicate check");
+                }
             }
         }
         let disposition = self.deliver(delivery, &job, destination, attempt).await;
@@ -491,7 +496,11 @@ impl Sender {
         {
             // Not worth failing the job over: the broker state is authoritative, and the
             // Idempotency-Key covers a re-send.
-            tracing::warn!(%error, "could not write the delivery record");
+            if error.means_unavailable() {
+                tracing::debug!(%error, "could not write the delivery record");
+            } else {
+                tracing::warn!(%error, "could not write the delivery record");
+            }
         }
     }
 }

@@ -207,6 +207,12 @@ impl Config {
         if self.amqp.confirm_timeout.is_zero() {
             return Err(invalid("amqp.confirm_timeout", "must be positive"));
         }
+        if self.redis.breaker_failures == 0 {
+            return Err(invalid("redis.breaker_failures", "must be at least 1"));
+        }
+        if self.redis.probe_interval.is_zero() {
+            return Err(invalid("redis.probe_interval", "must be positive"));
+        }
         if self.redis.dedup_ttl.is_zero() || self.redis.delivery_record_ttl.is_zero() {
             return Err(invalid("redis", "TTLs must be positive"));
         }

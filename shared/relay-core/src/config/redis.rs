@@ -22,6 +22,12 @@ pub struct RedisConfig {
     /// How long a delivery record is kept.
     #[serde(with = "serde_text")]
     pub delivery_record_ttl: Duration,
+    /// Failed operations in a row (timeouts, refused or dropped connections) that open the
+    /// breaker: from then on Redis is skipped at once until it answers again.
+    pub breaker_failures: u32,
+    /// How often Redis is probed while the breaker is open.
+    #[serde(with = "serde_text")]
+    pub probe_interval: Duration,
 }
 
 impl Default for RedisConfig {
@@ -32,6 +38,8 @@ impl Default for RedisConfig {
             op_timeout: Duration::from_millis(250),
             dedup_ttl: Duration::from_secs(7 * 86_400),
             delivery_record_ttl: Duration::from_secs(7 * 86_400),
+            breaker_failures: 3,
+            probe_interval: Duration::from_secs(1),
         }
     }
 }
