@@ -1,8 +1,18 @@
 //! `relayctl send`: correctly signed sample callbacks.
+//!
+//! [`plivo`] holds the Plivo samples: one status callback, and a whole call played callback
+//! by callback ([`plivo_call`] says which callbacks make which call).
+
+mod plivo;
+mod plivo_call;
+
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use relay_core::config::Config;
+
+use plivo_call::Scenario;
 
 /// Which sample to send.
 #[derive(Clone, Copy, ValueEnum)]
@@ -13,6 +23,9 @@ pub(crate) enum Sample {
     Hook,
     /// A Plivo `completed` status callback, signed with X-Plivo-Signature-V3.
     PlivoStatus,
+    /// A whole Plivo call (`--scenario`), every callback signed with X-Plivo-Signature-V3:
+    /// the call log turns it into one helpdesk thread.
+    PlivoCall,
     /// A call event from the relay's Voximplant scenario (`--body` JSON with `kind`).
     VoximplantEvent,
     /// A Re:amaze signed request (`--channel`, `--body`).
@@ -61,12 +74,31 @@ pub(crate) struct SendArgs {
     /// Number to call back, for `acrobits-web-callback`.
     #[arg(long, default_value = "+15559879876")]
     callback: String,
+    /// Which call `plivo-call` plays.
+    #[arg(long, value_enum, default_value_t = Scenario::Answered)]
+    scenario: Scenario,
+    /// Plivo's `From`, for `plivo-call` (default: the customer +15105559999 on an inbound
+    /// call, the channel number +15550009999 on the outbound `out-of-order` one).
+    #[arg(long)]
+    from: Option<String>,
+    /// Plivo's `To`, for `plivo-call` (default: the channel number +15550009999 on an inbound
+    /// call, the customer +15105559999 on the outbound `out-of-order` one).
+    #[arg(long)]
+    to: Option<String>,
+    /// The agent whose `<Dial>` leg answers in `plivo-call --scenario answered`; in `missed`
+    /// it rings together with a colleague (+15550002001) and nobody answers.
+    #[arg(long, default_value = "+15550002000")]
+    agent: String,
+    /// Time between two callbacks of `plivo-call` (e.g. `1s`, `500ms`, `0s`).
+    #[arg(long, default_value = "1s", value_parser = relay_core::duration::parse)]
+    pause: Duration,
 }
 
 pub(crate) async fn run(config: &Config, args: SendArgs) -> anyhow::Result<()> {
     match args.sample {
         Sample::Hook => send_hook(config, args).await,
-        Sample::PlivoStatus => send_plivo_status(config, args).await,
+        Sample::PlivoStatus => plivo::send_status(config, args).await,
+        Sample::PlivoCall => plivo::send_call(config, args).await,
         Sample::VoximplantEvent => send_voximplant_event(config, args).await,
         Sample::Reamaze => send_reamaze(config, args).await,
         Sample::AcrobitsWebCallback => send_acrobits(config, args).await,
@@ -176,56 +208,6 @@ async fn send_hook(config: &Config, args: SendArgs) -> anyhow::Result<()> {
         &format!("{}{path}", base.trim_end_matches('/')),
         "application/json",
         body,
-        headers,
-    )
-    .await
-}
-
-/// Posts a signed Plivo status callback, signed over the public URL as Plivo would.
-async fn send_plivo_status(config: &Config, args: SendArgs) -> anyhow::Result<()> {
-    use relay_signing::plivo;
-    let source = config
-        .ingress
-        .plivo
-        .as_ref()
-        .context("no [ingress.plivo] in the configuration")?;
-    let token = source
-        .auth_token_env
-        .require("ingress.plivo.auth_token_env")?;
-    let uuid = relay_core::ids::new_event_id();
-    let params: Vec<(String, String)> = [
-        ("CallUUID", uuid.as_str()),
-        ("CallStatus", "completed"),
-        ("Event", "Hangup"),
-        ("From", "+15550000000"),
-        ("To", "+15551231234"),
-        ("Direction", "outbound"),
-        ("Duration", "42"),
-        ("HangupCause", "NORMAL_CLEARING"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    let public = config.ingress.public_base_url.trim_end_matches('/');
-    let nonce = relay_core::ids::new_event_id().replace('-', "");
-    let signature = plivo::sign_v3(
-        token,
-        &format!("{public}/v1/plivo/status"),
-        plivo::Method::Post,
-        &params,
-        &nonce,
-    )
-    .context("ingress.public_base_url is not an absolute URL")?;
-    println!("CallUUID {uuid}");
-    let headers = vec![
-        (plivo::NONCE_V3.to_owned(), nonce),
-        (plivo::SIGNATURE_V3.to_owned(), signature),
-    ];
-    let url = ingress_url(config, args.url, "/v1/plivo/status");
-    post(
-        &url,
-        "application/x-www-form-urlencoded",
-        form_urlencoded_body(&params),
         headers,
     )
     .await
