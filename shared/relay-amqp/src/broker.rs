@@ -1,24 +1,17 @@
-//! The supervised connection and the confirmed publisher.
+//! The supervised connection: connect, declare, open the publisher, watch, reconnect.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backon::BackoffBuilder;
 use futures_util::StreamExt;
-use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties,
-    options::{BasicPublishOptions, ConfirmSelectOptions},
-    types::FieldTable,
-};
+use lapin::{Channel, Connection, ConnectionProperties, options::ConfirmSelectOptions};
 use relay_telemetry::readiness::{Check, Readiness};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Topology, headers, trace};
-
-/// How long parking a message may keep retrying through broker trouble (the caller holds the
-/// message meanwhile).
-const DEAD_LETTER_BUDGET: Duration = Duration::from_secs(30);
+use crate::publisher::Publisher;
+use crate::{PublishError, Topology};
 
 /// How to reach the broker and what to declare there.
 #[derive(Debug, Clone)]
@@ -50,61 +43,21 @@ impl BrokerSettings {
     }
 }
 
-/// A publish failed: the caller must not report success upstream.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    /// No connection to the broker right now (it is down, or we are reconnecting).
-    #[error("broker unavailable")]
-    Unavailable,
-    /// The broker did not confirm in time.
-    #[error("broker did not confirm within {0:?}")]
-    Timeout(Duration),
-    /// The broker refused the message (nack), e.g. a queue at its length limit.
-    #[error("broker refused the message (nack)")]
-    Nacked,
-    /// The message could not be routed to any queue.
-    #[error("message returned unroutable: {0}")]
-    Returned(String),
-    /// The channel or connection failed during the publish.
-    #[error("AMQP error: {0}")]
-    Amqp(#[from] lapin::Error),
-}
-
-impl PublishError {
-    /// Whether trying again later can succeed: everything but an unroutable message, which no
-    /// retry routes.
-    pub fn is_transient(&self) -> bool {
-        !matches!(self, Self::Returned(_))
-    }
-}
-
-/// One message to publish.
-#[derive(Clone)]
-pub struct Publish<'a> {
-    /// Exchange (`""` is the default exchange, routing by queue name).
-    pub exchange: &'a str,
-    /// Routing key.
-    pub routing_key: &'a str,
-    /// AMQP `message_id`: the event or job id.
-    pub message_id: &'a str,
-    /// AMQP `content_type`.
-    pub content_type: &'a str,
-    /// Body.
-    pub body: &'a [u8],
-    /// Headers; the current trace context is added.
-    pub headers: FieldTable,
-}
-
 #[derive(Clone)]
 pub(crate) struct Session {
     pub(crate) connection: Arc<Connection>,
-    publisher: Channel,
+    pub(crate) publisher: Arc<Publisher>,
 }
 
 struct Inner {
     settings: BrokerSettings,
     session: watch::Sender<Option<Session>>,
+    /// Readiness `broker`: connected, topology declared.
     connected: Check,
+    /// Readiness `broker-publish`: publishes are being confirmed.
+    publishing: Check,
+    /// Readiness `broker-alarm`: the broker is not blocking publishers (memory or disk alarm).
+    unblocked: Check,
 }
 
 /// The service's connection to RabbitMQ. Cheap to clone; all clones share one connection.
@@ -115,14 +68,18 @@ pub struct Broker {
 
 impl Broker {
     /// Starts the connection supervisor and returns at once: the service starts (and reports
-    /// not ready) even while the broker is down. The `broker` readiness check follows the
-    /// connection (topology declared included). `stop` closes the connection.
+    /// not ready) even while the broker is down. Readiness follows what the service can do:
+    /// `broker` the connection (topology declared included), `broker-publish` whether publishes
+    /// are confirmed (a channel that keeps failing is reopened), `broker-alarm` whether the
+    /// broker blocks publishers for a memory or disk alarm. `stop` closes the connection.
     pub fn start(settings: BrokerSettings, readiness: &Readiness, stop: CancellationToken) -> Self {
         let (session, _) = watch::channel(None);
         let inner = Arc::new(Inner {
             settings,
             session,
             connected: readiness.check("broker"),
+            publishing: readiness.check("broker-publish"),
+            unblocked: readiness.check("broker-alarm"),
         });
         tokio::spawn(supervise(inner.clone(), stop));
         Self { inner }
@@ -157,165 +114,14 @@ impl Broker {
         self.inner.session.subscribe()
     }
 
-    /// Publishes persistently and waits for the broker's confirm.
-    ///
-    /// `Ok` means the broker has taken responsibility for the message: it is on disk in every
-    /// queue it was routed to (or, for quorum queues, on a majority of nodes).
-    pub async fn publish(&self, message: Publish<'_>) -> Result<(), PublishError> {
-        let started = Instant::now();
-        let result = self.publish_inner(message.exchange, message).await;
-        let outcome = match &result {
-            Ok(()) => "confirmed",
-            Err(PublishError::Unavailable) => "unavailable",
-            Err(PublishError::Timeout(_)) => "timeout",
-            Err(PublishError::Nacked) => "nacked",
-            Err(PublishError::Returned(_)) => "returned",
-            Err(PublishError::Amqp(_)) => "error",
-        };
-        metrics::counter!("relay_amqp_publish_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("relay_amqp_publish_seconds").record(started.elapsed().as_secs_f64());
-        result
+    /// The live session, if connected.
+    pub(crate) fn session(&self) -> Option<Session> {
+        self.inner.session.borrow().clone()
     }
 
-    /// Publishes like [`Broker::publish`], retrying transient failures (broker away, nack,
-    /// confirm timeout) with backoff until `budget` is spent.
-    ///
-    /// For a caller that holds a consumed message: handing it back to its queue for a broker
-    /// hiccup would spend one of the queue's delivery-limit attempts, and a few seconds of
-    /// hiccups would park good messages (DESIGN.md: the delivery limit is for poison messages
-    /// only).
-    pub async fn publish_patiently(
-        &self,
-        message: Publish<'_>,
-        budget: Duration,
-    ) -> Result<(), PublishError> {
-        let deadline = Instant::now() + budget;
-        let mut pauses = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_secs(2))
-            .with_jitter()
-            .without_max_times()
-            .build();
-        loop {
-            match self.publish(message.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(error) if !error.is_transient() => return Err(error),
-                Err(error) => {
-                    let pause = pauses.next().unwrap_or(Duration::from_secs(2));
-                    if Instant::now() + pause >= deadline {
-                        return Err(error);
-                    }
-                    metrics::counter!("relay_amqp_publish_retries_total").increment(1);
-                    tracing::debug!(%error, ?pause, "publish failed, trying again");
-                    tokio::time::sleep(pause).await;
-                }
-            }
-        }
-    }
-
-    async fn publish_inner(
-        &self,
-        exchange: &str,
-        message: Publish<'_>,
-    ) -> Result<(), PublishError> {
-        let session = self
-            .inner
-            .session
-            .borrow()
-            .clone()
-            .ok_or(PublishError::Unavailable)?;
-        let mut headers = message.headers;
-        trace::inject_current(&mut headers);
-        let timestamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2) // persistent
-            .with_message_id(message.message_id.into())
-            .with_content_type(message.content_type.into())
-            .with_timestamp(timestamp)
-            .with_headers(headers);
-        // `mandatory`: an unroutable message comes back as a return instead of being dropped.
-        let options = BasicPublishOptions {
-            mandatory: true,
-            ..BasicPublishOptions::default()
-        };
-        let timeout = self.inner.settings.confirm_timeout;
-        let confirmation = tokio::time::timeout(timeout, async {
-            session
-                .publisher
-                .basic_publish(
-                    exchange.into(),
-                    message.routing_key.into(),
-                    options,
-                    message.body,
-                    properties,
-                )
-                .await?
-                .await
-        })
-        .await
-        .map_err(|_| PublishError::Timeout(timeout))??;
-        match confirmation {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) => {
-                Err(PublishError::Returned(returned.reply_text.to_string()))
-            }
-            Confirmation::Nack(_) => Err(PublishError::Nacked),
-            // The publisher channel is always in confirm mode; this would be a bug.
-            Confirmation::NotRequested => Err(PublishError::Unavailable),
-        }
-    }
-
-    /// Parks a consumed message in `relay.dead` under `routing_key` (`events` or `deliveries`),
-    /// with its reason in the headers, and waits for the confirm (retrying broker hiccups for
-    /// a while). Ack the original only after this returns `Ok`.
-    pub async fn dead_letter(
-        &self,
-        routing_key: &str,
-        delivery: &lapin::message::Delivery,
-        reason: &str,
-        mut extra: FieldTable,
-    ) -> Result<(), PublishError> {
-        let mut table = delivery.properties.headers().clone().unwrap_or_default();
-        headers::put_str(&mut table, headers::REASON, reason);
-        // A message that came back through a delay tier already carries the routing key it
-        // first had; the tier's own key is no place to replay it to.
-        if headers::get_str(Some(&table), headers::ROUTING_KEY).is_none() {
-            headers::put_str(
-                &mut table,
-                headers::ROUTING_KEY,
-                delivery.routing_key.as_str(),
-            );
-        }
-        for (k, v) in std::mem::take(&mut extra).inner() {
-            table.insert(k.clone(), v.clone());
-        }
-        let message_id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let content_type = delivery
-            .properties
-            .content_type()
-            .as_ref()
-            .map_or_else(|| "application/octet-stream".to_owned(), |s| s.to_string());
-        metrics::counter!("relay_dead_letters_total", "lot" => routing_key.to_owned(), "reason" => reason.to_owned())
-            .increment(1);
-        self.publish_patiently(
-            Publish {
-                exchange: relay_core::routing::DEAD_EXCHANGE,
-                routing_key,
-                message_id: &message_id,
-                content_type: &content_type,
-                body: &delivery.data,
-                headers: table,
-            },
-            DEAD_LETTER_BUDGET,
-        )
-        .await
+    /// Budget of one publish, confirm included.
+    pub(crate) fn confirm_timeout(&self) -> Duration {
+        self.inner.settings.confirm_timeout
     }
 }
 
@@ -326,15 +132,16 @@ async fn supervise(inner: Arc<Inner>, stop: CancellationToken) {
         if stop.is_cancelled() {
             return;
         }
-        match connect(settings).await {
+        match connect(settings, &inner.publishing).await {
             Ok(session) => {
                 backoff = self::backoff(settings.reconnect_max_delay);
                 tracing::info!(connection = %settings.connection_name, "connected to RabbitMQ, topology declared");
                 let connection = session.connection.clone();
                 let publisher = session.publisher.clone();
                 inner.session.send_replace(Some(session));
+                inner.unblocked.set(true);
                 inner.connected.set(true);
-                let lost = watch_connection(&connection, &publisher, &stop).await;
+                let lost = watch_connection(&connection, &publisher, &inner.unblocked, &stop).await;
                 inner.connected.set(false);
                 inner.session.send_replace(None);
                 let _ = tokio::time::timeout(
@@ -371,7 +178,7 @@ fn backoff(max: Duration) -> impl Iterator<Item = Duration> {
 }
 
 /// Connects, declares the topology and opens the publisher channel.
-async fn connect(settings: &BrokerSettings) -> Result<Session, String> {
+async fn connect(settings: &BrokerSettings, publishing: &Check) -> Result<Session, String> {
     let properties = ConnectionProperties::default()
         .with_connection_name(settings.connection_name.clone().into());
     let connection = tokio::time::timeout(
@@ -396,7 +203,11 @@ async fn connect(settings: &BrokerSettings) -> Result<Session, String> {
         .map_err(|e| e.to_string())?;
     Ok(Session {
         connection: Arc::new(connection),
-        publisher: channel,
+        publisher: Arc::new(Publisher::new(
+            channel,
+            publishing.clone(),
+            settings.confirm_timeout,
+        )),
     })
 }
 
@@ -404,7 +215,8 @@ async fn connect(settings: &BrokerSettings) -> Result<Session, String> {
 /// (`None`).
 async fn watch_connection(
     connection: &Connection,
-    publisher: &Channel,
+    publisher: &Publisher,
+    unblocked: &Check,
     stop: &CancellationToken,
 ) -> Option<String> {
     let mut events = connection.events_listener();
@@ -416,6 +228,14 @@ async fn watch_connection(
             () = stop.cancelled() => return None,
             event = events.next() => match event {
                 Some(lapin::Event::Error(error)) => return Some(error.to_string()),
+                Some(lapin::Event::ConnectionBlocked(reason)) => {
+                    tracing::warn!(%reason, "the broker blocks publishing (resource alarm); not ready until it lifts");
+                    unblocked.set(false);
+                }
+                Some(lapin::Event::ConnectionUnblocked) => {
+                    tracing::info!("the broker's resource alarm lifted");
+                    unblocked.set(true);
+                }
                 Some(_) => {}
                 None => return Some("connection event stream ended".to_owned()),
             },
@@ -423,7 +243,7 @@ async fn watch_connection(
                 if !connection.status().connected() {
                     return Some("connection closed".to_owned());
                 }
-                if !publisher.status().connected() {
+                if !publisher.is_open() {
                     return Some("publisher channel closed".to_owned());
                 }
             }

@@ -15,15 +15,18 @@ pub mod consumer;
 pub mod depth;
 pub mod headers;
 pub mod jobs;
+mod publish;
+pub mod publisher;
 pub mod topology;
 pub mod trace;
 pub mod vhost;
 
-pub use broker::{Broker, BrokerSettings, Publish, PublishError};
+pub use broker::{Broker, BrokerSettings};
 pub use consumer::{Consumer, Disposition, Handler};
 pub use lapin::{
     BasicProperties,
     message::Delivery,
     types::{AMQPValue, FieldTable},
 };
+pub use publish::{Publish, PublishError};
 pub use topology::{DeclareError, Topology};

@@ -12,6 +12,7 @@
 //! | `relay.deliveries` | fanout exchange + quorum queue, delivery limit, dead-letter to `relay.dead` (`deliveries`) |
 //! | `relay.retry.<delay>` | quorum queue, `x-message-ttl`, dead-letter back to `relay.deliveries` |
 //! | `relay.dead` | direct exchange + quorum queues `relay.dead.events`, `relay.dead.deliveries` |
+//! | `relay.probe` | quorum queue of at most one message: a publisher's health probe |
 //!
 //! Declaring a queue that exists with *different* arguments fails with `PRECONDITION_FAILED`:
 //! the arguments below are a contract; change them only with a migration (docs/operations.md).
@@ -174,6 +175,13 @@ impl Topology {
             declare_queue(channel, queue, quorum()).await?;
             bind(channel, queue, routing::DEAD_EXCHANGE, key, None).await?;
         }
+
+        // Where a publisher that had to reopen its channel proves the new one works: a quorum
+        // queue, so the probe goes through the same replication as real events; one message
+        // at most (the oldest is dropped), so probes never pile up.
+        let mut probe = quorum();
+        probe.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
+        declare_queue(channel, crate::publisher::PROBE_QUEUE, probe).await?;
 
         // Outbound jobs. Fanout, so a retry copy coming back from a delay tier (which keeps its
         // routing key, the tier's queue name) lands here whatever that key is.

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod acrobits;
+mod broker;
 mod call_log;
 mod delivery;
 mod hooks;

@@ -1,0 +1,92 @@
+//! The broker connection as the services see it: readiness that tells the truth, and a
+//! publisher that heals itself.
+
+use std::time::Duration;
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use relay_amqp::{Broker, BrokerSettings, Publish, PublishError};
+use relay_e2e::*;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_is_ready_only_once_it_can_publish() {
+    let env = TestEnv::new();
+    let (ingress, addr) = start_ingress(&env.config).await;
+    ingress.wait_ready().await;
+    // The very first requests after /readyz turned green are accepted, none gets 503.
+    let requests = (0..20).map(|id| post_callbacks(addr, min_balance_body(1000 + id), &[]));
+    for response in futures_util::future::join_all(requests).await {
+        assert_eq!(response.status(), 200);
+    }
+    ingress.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_whose_publishes_keep_failing_reopens_its_channel_and_recovers() {
+    let env = TestEnv::new();
+    let readiness = relay_telemetry::Readiness::new();
+    let stop = CancellationToken::new();
+    let broker = Broker::start(
+        BrokerSettings::from_config(&env.config, "relay-test"),
+        &readiness,
+        stop.clone(),
+    );
+    let ready = |what: &'static str| {
+        let readiness = readiness.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while !readiness.is_ready() {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{what}: {:?}",
+                    readiness.failing()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    ready("connected").await;
+
+    // A queue that refuses every message: each publish to it is nacked.
+    let channel = env.channel().await;
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString(LongString::from("reject-publish")),
+    );
+    channel
+        .queue_declare("refuses-all".into(), QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
+    let publish = |queue: &'static str| Publish {
+        exchange: "",
+        routing_key: queue,
+        message_id: "m",
+        content_type: "text/plain",
+        body: b"x",
+        headers: FieldTable::default(),
+    };
+    for _ in 0..relay_amqp::publisher::REOPEN_AFTER {
+        assert!(matches!(
+            broker.publish(publish("refuses-all")).await,
+            Err(PublishError::Nacked)
+        ));
+    }
+    assert!(
+        readiness.failing().contains(&"broker-publish"),
+        "not ready while it cannot publish: {:?}",
+        readiness.failing()
+    );
+
+    // The publisher reopens its channel, proves it with a probe, and is ready again.
+    ready("reopened").await;
+    broker
+        .publish(publish("relay.probe"))
+        .await
+        .expect("publishing works on the new channel");
+    stop.cancel();
+}
