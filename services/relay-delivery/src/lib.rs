@@ -45,6 +45,7 @@ pub struct DeliveryService {
     sender: Arc<send::Sender>,
     prefetch: u16,
     grace: Duration,
+    delivery_limit: u32,
 }
 
 impl DeliveryService {
@@ -119,6 +120,7 @@ impl DeliveryService {
             sender,
             prefetch: config.delivery.prefetch,
             grace: config.delivery.shutdown_grace,
+            delivery_limit: config.amqp.delivery_limit,
         })
     }
 
@@ -137,6 +139,7 @@ impl DeliveryService {
             tag: "relay-delivery".to_owned(),
             prefetch: self.prefetch,
             grace: self.grace,
+            poison: Some((self.delivery_limit, routing::DEAD_DELIVERIES_KEY)),
         };
         consumer::run(self.broker, consumer, self.sender, stop).await;
         self.background.cancel();

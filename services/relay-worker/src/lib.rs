@@ -33,6 +33,7 @@ pub struct Worker {
     handlers: Vec<Arc<dyn Handler>>,
     prefetch: u16,
     grace: Duration,
+    delivery_limit: u32,
     timeout: Duration,
     retry_tiers: Vec<Duration>,
     retry_max_age: Duration,
@@ -80,6 +81,7 @@ impl Worker {
             handlers,
             prefetch: config.worker.prefetch,
             grace: config.worker.shutdown_grace,
+            delivery_limit: config.amqp.delivery_limit,
             timeout: config.worker.handler_timeout,
             retry_tiers: config.amqp.retry_tiers.clone(),
             retry_max_age: config.worker.retry_max_age,
@@ -104,6 +106,7 @@ impl Worker {
                 tag: format!("relay-worker-{}", route.name),
                 prefetch: handler.prefetch().unwrap_or(self.prefetch),
                 grace: self.grace,
+                poison: Some((self.delivery_limit, routing::DEAD_EVENTS_KEY)),
             };
             let runner = Arc::new(runner::Runner {
                 handler,

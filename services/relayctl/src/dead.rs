@@ -88,6 +88,21 @@ async fn queue_len(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
         .message_count())
 }
 
+/// Why a message is parked: the relay's own reason, or, for what the broker parked by itself
+/// (a delivery limit, a rejection, an expiry), the broker's `x-first-death-reason` and queue.
+fn reason(table: Option<&Headers>) -> String {
+    if let Some(reason) = headers::get_str(table, headers::REASON) {
+        return reason;
+    }
+    match headers::get_str(table, "x-first-death-reason") {
+        Some(reason) => {
+            let queue = headers::get_str(table, "x-first-death-queue").unwrap_or_default();
+            format!("broker:{reason}@{queue}")
+        }
+        None => "-".to_owned(),
+    }
+}
+
 fn describe(properties: &BasicProperties) -> String {
     let table = properties.headers().as_ref();
     let text = |k| headers::get_str(table, k).unwrap_or_else(|| "-".to_owned());
@@ -99,7 +114,7 @@ fn describe(properties: &BasicProperties) -> String {
             .message_id()
             .as_ref()
             .map_or_else(|| "-".to_owned(), |s| s.to_string()),
-        reason = text(headers::REASON),
+        reason = reason(table),
         attempts = headers::get_int(table, headers::ATTEMPT).unwrap_or(0),
         dest = text(headers::DESTINATION),
         key = text(headers::ROUTING_KEY),
@@ -199,4 +214,24 @@ async fn replay(config: &Config, lot: Lot, only: Option<&str>) -> anyhow::Result
         bail!("no parked message has that id");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_come_from_the_relay_or_from_the_broker() {
+        let mut relay = Headers::default();
+        headers::put_str(&mut relay, headers::REASON, "http_status");
+        assert_eq!(reason(Some(&relay)), "http_status");
+        let mut broker = Headers::default();
+        headers::put_str(&mut broker, "x-first-death-reason", "delivery_limit");
+        headers::put_str(&mut broker, "x-first-death-queue", "relay.handler.call-log");
+        assert_eq!(
+            reason(Some(&broker)),
+            "broker:delivery_limit@relay.handler.call-log"
+        );
+        assert_eq!(reason(None), "-");
+    }
 }

@@ -45,7 +45,16 @@ pub struct Consumer {
     pub prefetch: u16,
     /// How long in-flight handlers may run after `stop` before their messages are handed back.
     pub grace: Duration,
+    /// The queue's `x-delivery-limit` and the parking lot (`relay.dead` routing key) of what
+    /// exceeds it. A message delivered that often already has crashed or stalled its
+    /// consumer each time (a poison message): instead of handing it to the handler once more
+    /// and letting the broker park it silently, the consumer parks it itself, with the reason
+    /// `redelivered_too_often`, a log line naming it and a count.
+    pub poison: Option<(u32, &'static str)>,
 }
+
+/// Header in which quorum queues count a message's earlier deliveries.
+const DELIVERY_COUNT: &str = "x-delivery-count";
 
 /// Consumes `consumer.queue` with `handler` until `stop`, reconnecting with the broker.
 ///
@@ -69,6 +78,7 @@ pub async fn run<H: Handler>(
             },
         };
         match consume_session(
+            &broker,
             &session.connection,
             &consumer,
             &handler,
@@ -94,6 +104,7 @@ pub async fn run<H: Handler>(
 }
 
 async fn consume_session<H: Handler>(
+    broker: &Broker,
     connection: &lapin::Connection,
     consumer: &Consumer,
     handler: &Arc<H>,
@@ -127,8 +138,16 @@ async fn consume_session<H: Handler>(
             next = deliveries.next() => match next {
                 Some(Ok(delivery)) => {
                     let handler = handler.clone();
+                    let broker = broker.clone();
+                    let poison = consumer.poison;
+                    let queue = consumer.queue.clone();
                     in_flight.spawn(async move {
-                        let disposition = handler.handle(&delivery).await;
+                        let disposition = match poison {
+                            Some((limit, lot)) if is_poison(&delivery, limit) => {
+                                park_poison(&broker, &delivery, lot, &queue).await
+                            }
+                            _ => handler.handle(&delivery).await,
+                        };
                         let result = match disposition {
                             Disposition::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
                             Disposition::Requeue => {
@@ -150,6 +169,45 @@ async fn consume_session<H: Handler>(
                 ))),
             },
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+        }
+    }
+}
+
+/// Whether `delivery` has been delivered `limit - 1` times before: one more return and the
+/// broker would park it without a word.
+fn is_poison(delivery: &Delivery, limit: u32) -> bool {
+    let count = crate::headers::get_int(delivery.properties.headers().as_ref(), DELIVERY_COUNT)
+        .unwrap_or(0);
+    count >= i64::from(limit.saturating_sub(1)).max(1)
+}
+
+/// Parks a poison message in `relay.dead` (`lot`) with its reason, visibly.
+async fn park_poison(broker: &Broker, delivery: &Delivery, lot: &str, queue: &str) -> Disposition {
+    let id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    tracing::error!(
+        queue,
+        message_id = %id,
+        "message redelivered too often (its handling crashed or stalled every time); parking it"
+    );
+    let mut detail = FieldTable::default();
+    crate::headers::put_str(
+        &mut detail,
+        crate::headers::DETAIL,
+        format!("delivered too often from {queue}; see the consumer's logs for why"),
+    );
+    match broker
+        .dead_letter(lot, delivery, "redelivered_too_often", detail)
+        .await
+    {
+        Ok(()) => Disposition::Ack,
+        Err(error) => {
+            tracing::warn!(%error, "could not park the message; it goes back to its queue");
+            Disposition::Requeue
         }
     }
 }

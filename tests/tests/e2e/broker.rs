@@ -90,3 +90,66 @@ async fn a_publisher_whose_publishes_keep_failing_reopens_its_channel_and_recove
         .expect("publishing works on the new channel");
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_keeps_coming_back_is_parked_visibly_with_its_reason() {
+    let mut env = TestEnv::new();
+    env.config.amqp.delivery_limit = 3;
+    env.alerts_to("http://127.0.0.1:1/alerts");
+    env.declare_topology().await;
+    let channel = env.channel().await;
+    channel.confirm_select(Default::default()).await.unwrap();
+    channel
+        .basic_publish(
+            "relay.events".into(),
+            "voximplant.min_balance".into(),
+            Default::default(),
+            b"{\"poison\": true}",
+            lapin::BasicProperties::default().with_message_id("poison-1".into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // Two consumers before the worker took it and died without an answer.
+    let queue = "relay.handler.min-balance-alert";
+    for _ in 0..2 {
+        let message = channel
+            .basic_get(
+                queue.into(),
+                lapin::options::BasicGetOptions { no_ack: false },
+            )
+            .await
+            .unwrap()
+            .expect("the message");
+        message
+            .delivery
+            .acker
+            .nack(lapin::options::BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let worker = start_worker(&env.config).await;
+    let parked = env
+        .next_message(&channel, "relay.dead.events", WAIT)
+        .await
+        .expect("parked in relay.dead.events");
+    let headers = parked.delivery.properties.headers().as_ref();
+    assert_eq!(
+        relay_amqp::headers::get_str(headers, relay_amqp::headers::REASON).as_deref(),
+        Some("redelivered_too_often")
+    );
+    assert_eq!(
+        parked
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.as_str()),
+        Some("poison-1")
+    );
+    worker.stop().await;
+}
