@@ -6,6 +6,7 @@
 //! (a request arriving, a message appearing) with deadlines, never with fixed sleeps.
 
 mod calls;
+pub mod faults;
 mod helpdesk;
 mod process;
 
@@ -46,18 +47,31 @@ pub struct TestEnv {
     pub config: Config,
     /// The secrets the configuration names, by variable, for child processes.
     secrets: Vec<(String, String)>,
+    /// Whether the vhost is ours to delete (on the shared broker).
+    owns_vhost: bool,
 }
 
 impl TestEnv {
     /// Creates the vhost and the configuration. Short retry tiers keep retry tests fast.
     pub fn new() -> Self {
-        relay_telemetry::init_for_tests();
         let id = uuid::Uuid::now_v7().simple().to_string();
         let vhost = format!("relay-test-{id}");
         relay_amqp::vhost::create(&vhost, "guest").expect("create the test vhost");
+        let url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
+        Self::with(id, vhost, url, true)
+    }
 
+    /// An environment on a broker of the test's own (`amqp_url`, its default vhost), with a
+    /// key prefix of its own on the shared Redis.
+    pub fn on_private_broker(amqp_url: &str) -> Self {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        Self::with(id, "/".to_owned(), amqp_url.to_owned(), false)
+    }
+
+    fn with(id: String, vhost: String, amqp_url: String, owns_vhost: bool) -> Self {
+        relay_telemetry::init_for_tests();
         let mut config = Config::default();
-        config.amqp.url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
+        config.amqp.url = amqp_url;
         config.amqp.retry_tiers = vec![Duration::from_millis(100), Duration::from_millis(300)];
         config.redis.key_prefix = format!("relay-test:{id}:");
         let local = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -77,6 +91,7 @@ impl TestEnv {
             vhost,
             config,
             secrets: Vec::new(),
+            owns_vhost,
         };
         env.config.ingress.voximplant.salt_env = Some(env.secret("TEST_SALT", SALT));
         env.config.ingress.voximplant.accounts = vec![VoximplantAccount {
@@ -193,7 +208,9 @@ impl Default for TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        if let Err(e) = relay_amqp::vhost::delete(&self.vhost) {
+        if self.owns_vhost
+            && let Err(e) = relay_amqp::vhost::delete(&self.vhost)
+        {
             eprintln!("cleanup: {e}");
         }
         if let Err(e) =

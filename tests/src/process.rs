@@ -54,7 +54,11 @@ impl TestEnv {
         config.telemetry.log_format = relay_core::config::LogFormat::Json;
         let dir = std::env::temp_dir().join("relay-e2e");
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let stem = format!("{}-{name}-{}", self.vhost, uuid::Uuid::now_v7().simple());
+        let stem = format!(
+            "{}-{name}-{}",
+            self.vhost.replace('/', "_"),
+            uuid::Uuid::now_v7().simple()
+        );
         let config_path = dir.join(format!("{stem}.toml"));
         std::fs::write(
             &config_path,
@@ -181,5 +185,43 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+impl TestEnv {
+    /// Runs `relayctl` with this environment's configuration and secrets; returns whether it
+    /// succeeded and what it printed.
+    pub async fn relayctl(&self, args: &[&str]) -> (bool, String) {
+        let dir = std::env::temp_dir().join("relay-e2e");
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(format!(
+            "{}-relayctl-{}.toml",
+            self.vhost.replace('/', "_"),
+            uuid::Uuid::now_v7().simple()
+        ));
+        std::fs::write(
+            &path,
+            toml::to_string(&self.config).expect("config as TOML"),
+        )
+        .expect("write the config");
+        let mut command = tokio::process::Command::new(binary("relayctl"));
+        command
+            .env("RELAY_CONFIG", &path)
+            .env_remove("RUST_LOG")
+            .args(args)
+            .stdin(Stdio::null());
+        for (var, value) in &self.secrets {
+            command.env(var, value);
+        }
+        let out = command.output().await.expect("relayctl runs");
+        let _ = std::fs::remove_file(&path);
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
     }
 }
