@@ -93,6 +93,9 @@ impl PrivateCluster {
         .expect("node config");
         let log = std::fs::File::create(node.dir.join("out.log")).expect("node log");
         let child = Command::new(format!("{BIN}/rabbitmq-server"))
+            // A node killed with -9 may leave a crash dump: in its own folder, not the tests'.
+            .current_dir(&node.dir)
+            .env("ERL_CRASH_DUMP", node.dir.join("erl_crash.dump"))
             .env("HOME", &self.home)
             .env("RABBITMQ_NODENAME", &node.name)
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
@@ -150,6 +153,8 @@ impl PrivateCluster {
     pub async fn ctl_raw(&self, i: usize, args: &[&str]) -> (bool, String) {
         let mut command = tokio::process::Command::new(format!("{BIN}/rabbitmqctl"));
         command
+            .current_dir(&self.home)
+            .env("ERL_CRASH_DUMP", self.home.join("erl_crash.dump"))
             .env("HOME", &self.home)
             .arg("-n")
             .arg(&self.nodes[i].name)
