@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use relay_core::config::{
-    Config, DestinationConfig, EnvSecret, LogFormat, Signing, VoximplantAccount,
+    CallLogConfig, Config, DestinationConfig, EnvSecret, LogFormat, PlivoSource, Signing,
+    VoximplantAccount,
 };
+
+use super::sink::HELPDESK_PATH;
 
 /// The bench account's id.
 pub(crate) const ACCOUNT_ID: u64 = 100_001;
@@ -19,6 +22,19 @@ pub(crate) const API_KEY: &str = "bench-api-key";
 pub(crate) const SALT: &str = "bench-salt";
 /// The alert destination's signing secret (bench only).
 pub(crate) const WEBHOOK_SECRET: &str = "whsec_YmVuY2gtc2lnbmluZy1rZXktMDEyMzQ1Njc4OWFi";
+/// The Plivo auth token the call callbacks are signed with (bench only).
+pub(crate) const PLIVO_TOKEN: &str = "bench-plivo-token";
+/// The helpdesk destination's Re:amaze signing secret (bench only).
+pub(crate) const HELPDESK_SECRET: &str = "bench-helpdesk-secret";
+
+/// Every bench secret: the environment variable the configuration names, and its value.
+const SECRETS: [(&str, &str); 5] = [
+    ("RELAY_BENCH_SALT", SALT),
+    ("RELAY_BENCH_API_KEY", API_KEY),
+    ("RELAY_BENCH_WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ("RELAY_BENCH_PLIVO_TOKEN", PLIVO_TOKEN),
+    ("RELAY_BENCH_HELPDESK_SECRET", HELPDESK_SECRET),
+];
 
 /// A running relay service.
 pub(crate) struct Service {
@@ -101,7 +117,10 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 }
 
 impl BenchEnv {
-    /// Creates the vhost and writes the configuration; `sink` receives the alerts.
+    /// Creates the vhost and writes the configuration; `sink` receives the alerts and the
+    /// helpdesk messages. Ingress takes Voximplant and Plivo callbacks; the worker runs the
+    /// min-balance alert and the call log (its defaults: an answered call's messages never
+    /// wait for `missed_grace`).
     pub(crate) fn create(sink: SocketAddr, out_dir: &Path) -> anyhow::Result<Self> {
         let bin_dir = std::env::current_exe()?
             .parent()
@@ -146,6 +165,24 @@ impl BenchEnv {
                 )),
             ),
         );
+        config.ingress.plivo = Some(PlivoSource {
+            auth_token_env: EnvSecret::with_value("RELAY_BENCH_PLIVO_TOKEN", PLIVO_TOKEN),
+            main_auth_token_env: None,
+            accept_v2: false,
+            default_answer_xml: "<Response><Hangup/></Response>".to_owned(),
+        });
+        config.worker.call_log = Some(CallLogConfig::default());
+        config.destinations.insert(
+            "helpdesk".to_owned(),
+            DestinationConfig::new(
+                format!("http://{sink}{HELPDESK_PATH}"),
+                Signing::ReamazeHmac,
+                Some(EnvSecret::with_value(
+                    "RELAY_BENCH_HELPDESK_SECRET",
+                    HELPDESK_SECRET,
+                )),
+            ),
+        );
         std::fs::create_dir_all(out_dir)?;
         let config_path = out_dir.join("bench-relay.toml");
         std::fs::write(&config_path, toml::to_string(&config)?)?;
@@ -175,9 +212,7 @@ impl BenchEnv {
         }
         let child = command
             .env("RELAY_CONFIG", &self.config_path)
-            .env("RELAY_BENCH_SALT", SALT)
-            .env("RELAY_BENCH_API_KEY", API_KEY)
-            .env("RELAY_BENCH_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .envs(SECRETS)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -143,15 +143,20 @@ pub(crate) async fn closed_loop(
     Throughput::join(tasks, requests, concurrency, started).await
 }
 
-/// Posts one body; true on a 2xx.
+/// Posts one JSON body; true on a 2xx.
 pub(crate) async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> bool {
-    match client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-    {
+    send(
+        client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await
+}
+
+/// Sends one request; true on a 2xx (its answer read to the end, so the connection is reused).
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> bool {
+    match request.send().await {
         Ok(r) => {
             let ok = r.status().is_success();
             let _ = r.bytes().await;
@@ -159,6 +164,18 @@ pub(crate) async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> 
         }
         Err(_) => false,
     }
+}
+
+/// One request of an open-loop plan, built when it is due.
+pub(crate) struct Planned<K> {
+    /// When it is due, after the run's start.
+    pub(crate) at: Duration,
+    /// What the caller knows it by.
+    pub(crate) key: K,
+    pub(crate) url: Arc<str>,
+    /// Header names and values, `content-type` included.
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// Sends `bodies` at `rate` per second, each at its planned instant (open loop: a slow answer
@@ -169,25 +186,50 @@ pub(crate) async fn open_loop(
     bodies: Vec<(String, Vec<u8>)>,
     rate: u32,
 ) -> Vec<(String, Instant, bool)> {
+    let url: Arc<str> = url.into();
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let plan = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, (event_id, body))| Planned {
+            at: interval.mul_f64(i as f64),
+            key: event_id,
+            url: url.clone(),
+            headers: vec![("content-type", "application/json".to_owned())],
+            body,
+        })
+        .collect();
+    open_loop_plan(plan).await
+}
+
+/// Sends each request of `plan` (in time order) at its planned instant, whatever the answers
+/// to earlier ones do. Returns each request's key, planned send instant and whether ingress
+/// accepted it.
+pub(crate) async fn open_loop_plan<K: Send + 'static>(
+    plan: Vec<Planned<K>>,
+) -> Vec<(K, Instant, bool)> {
     let client = client(256);
     // Bounds the requests in flight should ingress stall, so the bench itself stays bounded.
     let permits = Arc::new(tokio::sync::Semaphore::new(4096));
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-    let mut tasks = Vec::with_capacity(bodies.len());
-    for (i, (event_id, body)) in bodies.into_iter().enumerate() {
-        let planned = start + interval.mul_f64(i as f64);
+    let mut tasks = Vec::with_capacity(plan.len());
+    for request in plan {
+        let planned = start + request.at;
         tokio::time::sleep_until(planned).await;
         let permit = permits
             .clone()
             .acquire_owned()
             .await
             .expect("semaphore open");
-        let (client, url) = (client.clone(), url.to_owned());
+        let mut builder = client.post(&*request.url).body(request.body);
+        for (name, value) in request.headers {
+            builder = builder.header(name, value);
+        }
+        let key = request.key;
         tasks.push(tokio::spawn(async move {
-            let ok = post(&client, &url, body).await;
+            let ok = send(builder).await;
             drop(permit);
-            (event_id, planned.into_std(), ok)
+            (key, planned.into_std(), ok)
         }));
     }
     let mut sent = Vec::with_capacity(tasks.len());

@@ -9,12 +9,18 @@
 //! 1. Ingress throughput (closed loop) at each concurrency, with the broker baseline (the same
 //!    number and size of persistent, confirmed messages published with lapin) in the same run.
 //! 2. End to end at fixed offered rates through worker and delivery to the sink: latency from the
-//!    planned send instant to the sink's receipt, and a zero-loss check.
+//!    planned send instant to the sink's receipt, and a zero-loss check. Min-balance callbacks
+//!    (→ a signed alert), then call events (three Plivo callbacks per call → three helpdesk
+//!    messages, [`calls`]); a rejected call callback or a lost or repeated helpdesk message
+//!    fails the bench.
 //! 3. Delivery throughput against the sink, beside the raw consume + ack rate.
 
 mod broker;
+mod calls;
+mod chart;
 mod env;
 mod load;
+mod markdown;
 mod report;
 mod sink;
 
@@ -26,9 +32,9 @@ use lapin::options::QueuePurgeOptions;
 use relay_core::config::Config;
 use relay_core::routing;
 
-use env::{BenchEnv, WEBHOOK_SECRET};
+use env::{BenchEnv, HELPDESK_SECRET, WEBHOOK_SECRET};
 use load::{Latency, Throughput};
-use report::{DeliveryRun, E2eRun, IngressRun, Results, ServiceUsage};
+use report::{DeliveryRun, E2eRun, EndToEnd, IngressRun, Results, ServiceUsage};
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
@@ -44,6 +50,9 @@ pub(crate) struct BenchArgs {
     /// Offered rates (callbacks per second) of the end-to-end runs.
     #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000")]
     rates: Vec<u32>,
+    /// Offered rates (calls per second, three callbacks each) of the call-event end-to-end runs.
+    #[arg(long, value_delimiter = ',', default_value = "50,100,200")]
+    call_rates: Vec<u32>,
     /// How long each end-to-end rate is sustained.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     duration: Duration,
@@ -70,6 +79,7 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
         args.requests = 400;
         args.concurrency = vec![16];
         args.rates = vec![100];
+        args.call_rates = vec![25];
         args.duration = Duration::from_secs(2);
         args.jobs = 200;
     }
@@ -78,11 +88,11 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
         "--requests and --jobs must be positive"
     );
     anyhow::ensure!(
-        !args.concurrency.contains(&0) && !args.rates.contains(&0),
+        !args.concurrency.contains(&0) && !args.rates.contains(&0) && !args.call_rates.contains(&0),
         "concurrency and rates must be positive"
     );
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let sink = sink::RecordingSink::start(WEBHOOK_SECRET).await?;
+    let sink = sink::RecordingSink::start(WEBHOOK_SECRET, HELPDESK_SECRET).await?;
     let mut env = BenchEnv::create(sink.addr, &args.out)?;
     env.service_threads = args.service_threads;
     let url = format!("{}/v1/voximplant/callbacks", env.ingress_url);
@@ -154,7 +164,7 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
         });
     }
 
-    // 2. End to end at fixed rates.
+    // 2. End to end at fixed rates: min-balance callbacks, then calls.
     let worker = env.start("relay-worker").await?;
     let delivery = env.start("relay-delivery").await?;
     let mut e2e_runs = Vec::new();
@@ -175,6 +185,7 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
         );
         e2e_runs.push(run);
     }
+    let call_runs = calls::runs(&env.ingress_url, &sink, &args.call_rates, args.duration).await;
 
     // 3. Delivery alone: jobs queued while it is stopped, then drained; beside it, the raw
     //    consume + ack rate of the same number of job-sized messages.
@@ -183,10 +194,10 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
     let before = sink.total();
     let delivery = env.start("relay-delivery").await?;
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(300);
-    while sink.total() < before + jobs_published as u64 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    sink.wait_until(started + Duration::from_secs(300), |a| {
+        a.total >= before + jobs_published as u64
+    })
+    .await;
     let seconds = started.elapsed().as_secs_f64();
     let delivered = sink.total() - before;
     let raw_queue = "relay.bench.raw";
@@ -242,14 +253,21 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
         command,
         args.quick,
         ingress_runs,
-        e2e_runs,
+        EndToEnd {
+            min_balance: e2e_runs,
+            calls: call_runs,
+        },
         delivery_run,
         usage,
         sink.arrivals.lock().map_or(0, |a| a.bad_signatures),
     );
+    results.print_end_to_end();
     results.print_targets();
     let written = results.write(&args.out, (!args.quick).then_some(args.markdown.as_path()))?;
     println!("wrote {written}");
+    if let Some(failure) = results.call_failure() {
+        anyhow::bail!("call events failed their zero-loss check: {failure}");
+    }
     Ok(())
 }
 
@@ -293,23 +311,18 @@ async fn end_to_end(
     count: usize,
     duration: Duration,
 ) -> E2eRun {
+    let before = sink.arrivals.lock().expect("arrivals lock").by_event.len();
     let sent = load::open_loop(url, load::callbacks(count), rate).await;
     let accepted: Vec<&(String, Instant, bool)> = sent.iter().filter(|(_, _, ok)| *ok).collect();
     // Wait for the pipeline to drain: every accepted event at the sink, or a bounded wait.
     let deadline = Instant::now() + Duration::from_secs(30) + duration;
-    loop {
-        let arrived = {
-            let a = sink.arrivals.lock().expect("arrivals lock");
-            accepted
+    sink.wait_until(deadline, |a| {
+        a.by_event.len() >= before + accepted.len()
+            && accepted
                 .iter()
-                .filter(|(id, _, _)| a.by_event.contains_key(id))
-                .count()
-        };
-        if arrived == accepted.len() || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+                .all(|(id, _, _)| a.by_event.contains_key(id))
+    })
+    .await;
     let a = sink.arrivals.lock().expect("arrivals lock");
     let mut h = load::histogram();
     let (mut delivered, mut duplicates) = (0, 0);

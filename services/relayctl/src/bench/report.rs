@@ -1,16 +1,16 @@
-//! Bench results: JSON, a Markdown section for BENCHMARKS.md, and an SVG chart of end-to-end
-//! latency against offered rate (drawn by hand: a few lines of SVG need no plotting crate).
+//! Bench results: JSON, a Markdown section for BENCHMARKS.md ([`markdown`](super::markdown),
+//! its end-to-end tables also on the console), and an SVG chart of end-to-end latency against
+//! offered rate ([`chart`]).
 
-use std::fmt::Write as _;
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 
 use serde::Serialize;
 
+use super::calls::CALLBACK_OFFSETS_MS;
+use super::chart;
 use super::load::{Latency, Throughput};
-
-/// A chart series: name, colour, and the latency figure it plots.
-type Series = (&'static str, &'static str, fn(&Latency) -> f64);
 
 #[derive(Debug, Serialize)]
 pub(crate) struct IngressRun {
@@ -34,6 +34,40 @@ pub(crate) struct E2eRun {
     pub(crate) lost: usize,
     pub(crate) duplicates: usize,
     pub(crate) latency: Latency,
+}
+
+/// One rate of the call-event scenario: Plivo calls → call log → delivery → helpdesk.
+#[derive(Debug, Serialize)]
+pub(crate) struct CallRun {
+    /// Offered calls per second (three callbacks each).
+    pub(crate) calls_per_second: u32,
+    pub(crate) seconds: f64,
+    pub(crate) calls: usize,
+    pub(crate) callbacks_sent: usize,
+    /// Callbacks ingress answered with a 2xx.
+    pub(crate) callbacks_accepted: usize,
+    /// Helpdesk messages expected: three per call whose callbacks were all accepted.
+    pub(crate) messages: usize,
+    /// Expected messages that reached the sink (each counted once).
+    pub(crate) delivered: usize,
+    pub(crate) lost: usize,
+    /// Repeated arrivals of expected messages.
+    pub(crate) duplicates: usize,
+    /// Every message: arrival at the sink − the planned send instant of its callback.
+    pub(crate) latency: Latency,
+    /// The same by message: `started`, `answered`, `ended`.
+    pub(crate) by_message: BTreeMap<String, Latency>,
+}
+
+/// The end-to-end scenarios of one run, side by side.
+#[derive(Debug, Serialize)]
+pub(crate) struct EndToEnd {
+    /// Min-balance callbacks → signed alert.
+    #[serde(rename = "end_to_end")]
+    pub(crate) min_balance: Vec<E2eRun>,
+    /// Call events → helpdesk messages.
+    #[serde(rename = "end_to_end_calls")]
+    pub(crate) calls: Vec<CallRun>,
 }
 
 #[derive(Debug, Serialize)]
@@ -68,7 +102,8 @@ pub(crate) struct Results {
     pub(crate) command: String,
     pub(crate) quick: bool,
     pub(crate) ingress: Vec<IngressRun>,
-    pub(crate) end_to_end: Vec<E2eRun>,
+    #[serde(flatten)]
+    pub(crate) end_to_end: EndToEnd,
     /// The lowest offered rate whose p99 exceeded 50 ms (none: not within the rates run).
     pub(crate) p99_over_50ms_at: Option<u32>,
     pub(crate) delivery: DeliveryRun,
@@ -115,12 +150,13 @@ impl Results {
         command: String,
         quick: bool,
         ingress: Vec<IngressRun>,
-        end_to_end: Vec<E2eRun>,
+        end_to_end: EndToEnd,
         delivery: DeliveryRun,
         services: Vec<ServiceUsage>,
         bad_signatures_at_sink: u64,
     ) -> Self {
         let p99_over_50ms_at = end_to_end
+            .min_balance
             .iter()
             .find(|r| r.latency.p99_ms > 50.0)
             .map(|r| r.offered_rate);
@@ -135,7 +171,11 @@ impl Results {
                 met: run.ratio >= 0.6,
             });
         }
-        if let Some(run) = end_to_end.iter().find(|r| r.offered_rate == 1000) {
+        if let Some(run) = end_to_end
+            .min_balance
+            .iter()
+            .find(|r| r.offered_rate == 1000)
+        {
             targets.push(Target {
                 what: format!(
                     "end-to-end p99 ≤ 50 ms at 1,000/s for {:.0} s, zero loss",
@@ -207,7 +247,10 @@ impl Results {
         let json = out.join(format!("{stem}.json"));
         std::fs::write(&json, serde_json::to_vec_pretty(self)?)?;
         let svg = out.join(format!("{stem}-e2e-latency.svg"));
-        std::fs::write(&svg, self.chart())?;
+        std::fs::write(
+            &svg,
+            chart::e2e_latency(&self.end_to_end.min_balance, &self.date, &self.revision),
+        )?;
         let mut written = format!("{} and {}", json.display(), svg.display());
         if let Some(path) = markdown {
             let mut file = std::fs::OpenOptions::new()
@@ -220,196 +263,31 @@ impl Results {
         Ok(written)
     }
 
-    fn markdown(&self, svg: &Path) -> String {
-        let mut m = String::new();
-        let _ = writeln!(
-            m,
-            "\n## relayctl bench: {}, rev {}\n",
-            self.date, self.revision
-        );
-        let _ = writeln!(
-            m,
-            "Machine: {}. Everything on this one machine: RabbitMQ, Redis, the three services and the load generator.\n",
-            self.machine
-        );
-        let _ = writeln!(m, "Command: `{}`\n", self.command);
-        let _ = writeln!(m, "### Ingress vs. the broker's own limit\n");
-        let _ = writeln!(
-            m,
-            "| concurrency | ingress req/s | p50 ms | p99 ms | p99.9 ms | failures | broker publish msg/s | broker p99 ms | ingress / broker | broker via relay.events msg/s | broker consume+ack msg/s | ingress CPU s |"
-        );
-        let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|---|---|");
-        for r in &self.ingress {
-            let _ = writeln!(
-                m,
-                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.2} | **{:.2}** | {:.0} | {:.0} | {:.2} |",
-                r.ingress.concurrency,
-                r.ingress.per_second,
-                r.ingress.latency.p50_ms,
-                r.ingress.latency.p99_ms,
-                r.ingress.latency.p999_ms,
-                r.ingress.failures,
-                r.broker_publish.per_second,
-                r.broker_publish.latency.p99_ms,
-                r.ratio,
-                r.broker_publish_via_relay_topology.per_second,
-                r.broker_consume_per_second,
-                r.ingress_cpu_seconds
-            );
-        }
-        let _ = writeln!(m, "\n### End to end (request → worker → delivery → sink)\n");
-        let _ = writeln!(
-            m,
-            "| offered/s | seconds | sent | accepted | delivered | lost | duplicates | p50 ms | p99 ms | max ms |"
-        );
-        let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|");
-        for r in &self.end_to_end {
-            let _ = writeln!(
-                m,
-                "| {} | {:.0} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} |",
-                r.offered_rate,
-                r.seconds,
-                r.sent,
-                r.accepted,
-                r.delivered,
-                r.lost,
-                r.duplicates,
-                r.latency.p50_ms,
-                r.latency.p99_ms,
-                r.latency.max_ms
-            );
-        }
-        let at = self.p99_over_50ms_at.map_or_else(
-            || "not within the rates run".to_owned(),
-            |r| format!("{r}/s"),
-        );
-        let _ = writeln!(
-            m,
-            "\np99 passes 50 ms at: {at}. Chart: [{}]({})\n",
-            svg.display(),
-            svg.display()
-        );
-        let d = &self.delivery;
-        let _ = writeln!(m, "### Delivery\n");
-        let _ = writeln!(
-            m,
-            "| jobs | delivered | seconds | delivered/s | raw consume+ack msg/s | delivery / raw |"
-        );
-        let _ = writeln!(m, "|---|---|---|---|---|---|");
-        let _ = writeln!(
-            m,
-            "| {} | {} | {:.2} | {:.0} | {:.0} | **{:.2}** |\n",
-            d.jobs, d.delivered, d.seconds, d.per_second, d.raw_consume_per_second, d.ratio
-        );
-        let _ = writeln!(m, "### Services and targets\n");
-        for s in &self.services {
-            let _ = writeln!(
-                m,
-                "- {}: peak RSS {:.1} MiB, CPU {:.1} s over the run",
-                s.service, s.peak_rss_mib, s.cpu_seconds
-            );
-        }
-        for t in &self.targets {
-            let _ = writeln!(
-                m,
-                "- {} {}: {}",
-                if t.met { "met:" } else { "**missed**:" },
-                t.what,
-                t.measured
-            );
-        }
-        m
-    }
-
-    /// p50, p99 and max latency against offered rate.
-    fn chart(&self) -> String {
-        let (w, h, left, right, top, bottom) = (720.0, 420.0, 70.0, 45.0, 40.0, 50.0);
-        let runs = &self.end_to_end;
-        let max_rate = runs
+    /// Why the call-event scenario failed its zero-loss check, if it did: a callback ingress
+    /// did not accept, a message that never arrived, or one that arrived twice.
+    pub(crate) fn call_failure(&self) -> Option<String> {
+        let problems: Vec<String> = self
+            .end_to_end
+            .calls
             .iter()
-            .map(|r| f64::from(r.offered_rate))
-            .fold(1.0, f64::max);
-        let max_ms = runs.iter().map(|r| r.latency.max_ms).fold(50.0, f64::max) * 1.1;
-        let x = |rate: f64| left + (w - left - right) * rate / max_rate;
-        let y = |ms: f64| h - bottom - (h - top - bottom) * ms / max_ms;
-        let mut s = format!(
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-<text x="{}" y="22" text-anchor="middle" font-size="14">relay end-to-end latency vs offered rate ({} rev {})</text>
-"#,
-            w / 2.0,
-            self.date,
-            self.revision
-        );
-        for i in 0..=5 {
-            let ms = max_ms * f64::from(i) / 5.0;
-            let (gx, gy, lx) = (w - right, y(ms), left - 6.0);
-            let _ = writeln!(
-                s,
-                r##"<line x1="{left}" x2="{gx}" y1="{gy:.1}" y2="{gy:.1}" stroke="#ddd"/><text x="{lx}" y="{:.1}" text-anchor="end">{ms:.0} ms</text>"##,
-                gy + 4.0
-            );
-        }
-        for r in runs {
-            let rx = x(f64::from(r.offered_rate));
-            let _ = writeln!(
-                s,
-                r#"<text x="{rx:.1}" y="{}" text-anchor="middle">{}/s</text>"#,
-                h - bottom + 18.0,
-                r.offered_rate
-            );
-        }
-        let _ = writeln!(
-            s,
-            r##"<line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#c00" stroke-dasharray="4 4"/><text x="{}" y="{:.1}" fill="#c00" text-anchor="end">50 ms target</text>"##,
-            w - right,
-            y(50.0),
-            y(50.0),
-            w - right - 4.0,
-            y(50.0) - 4.0
-        );
-        let series: [Series; 3] = [
-            ("p50", "#1f77b4", |l| l.p50_ms),
-            ("p99", "#ff7f0e", |l| l.p99_ms),
-            ("max", "#7f7f7f", |l| l.max_ms),
-        ];
-        for (i, (name, colour, value)) in series.iter().enumerate() {
-            let points: Vec<String> = runs
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{:.1},{:.1}",
-                        x(f64::from(r.offered_rate)),
-                        y(value(&r.latency))
-                    )
-                })
-                .collect();
-            let _ = writeln!(
-                s,
-                r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
-                points.join(" ")
-            );
-            for p in &points {
-                let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
-                let _ = writeln!(s, r#"<circle cx="{px}" cy="{py}" r="3" fill="{colour}"/>"#);
-            }
-            let ly = top + 14.0 + 16.0 * i as f64;
-            let _ = writeln!(
-                s,
-                r#"<rect x="{}" y="{}" width="12" height="3" fill="{colour}"/><text x="{}" y="{}">{name}</text>"#,
-                left + 10.0,
-                ly - 4.0,
-                left + 28.0,
-                ly
-            );
-        }
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="middle">offered callbacks per second</text>"#,
-            (left + w - right) / 2.0,
-            h - 12.0
-        );
-        s.push_str("</svg>\n");
-        s
+            .filter(|r| {
+                r.callbacks_accepted < r.callbacks_sent
+                    || r.callbacks_sent < CALLBACK_OFFSETS_MS.len() * r.calls
+                    || r.lost > 0
+                    || r.duplicates > 0
+            })
+            .map(|r| {
+                format!(
+                    "{} calls/s: {} of {} callbacks accepted, {} of {} messages lost, {} duplicates",
+                    r.calls_per_second,
+                    r.callbacks_accepted,
+                    CALLBACK_OFFSETS_MS.len() * r.calls,
+                    r.lost,
+                    r.messages,
+                    r.duplicates
+                )
+            })
+            .collect();
+        (!problems.is_empty()).then(|| problems.join("; "))
     }
 }
