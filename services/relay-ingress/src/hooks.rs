@@ -6,12 +6,19 @@
 //! source's `type_pointer` (default `event`), its unique id from `webhook-id` (Standard
 //! Webhooks) or the `id_pointer`, which also names the dedup mark and the event id. Events are
 //! routed as `<source>.<type>`.
+//!
+//! A request with neither (Re:amaze, and a generic source without an `id_pointer`) is named by
+//! a SHA-256 digest of what its scheme authenticates: the exact body bytes, and for Twilio the
+//! public URL with the signed parameters (or the raw body). A replay of a captured request is
+//! then the same event id and the same dedup mark, so it collapses like any other duplicate
+//! instead of publishing again under a fresh UUIDv7. (The Re:amaze channel in the path is not
+//! signed, so it is not part of the name: a replay to another channel collapses too.)
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, Uri, header};
 use relay_core::config::{ConfigError, EnvSecret, SignatureEncoding, SourceConfig, SourceScheme};
 use relay_core::{CloudEvent, ids, routing};
-use relay_signing::{VerifyError, basic, hmac_header, reamaze, standard_webhooks, twilio};
+use relay_signing::{VerifyError, basic, digest, hmac_header, reamaze, standard_webhooks, twilio};
 use serde_json::{Map, Value};
 
 use crate::problem::Problem;
@@ -212,6 +219,8 @@ pub(crate) async fn handle(
 
     // Verify the raw request first; nothing is parsed for a request that does not verify.
     let mut unique_id = None;
+    // The digest of what the scheme authenticates (most schemes: the exact body).
+    let mut signed_digest = None;
     match &source.verifier {
         Verifier::StandardWebhooks {
             key,
@@ -234,6 +243,7 @@ pub(crate) async fn handle(
             let key = secret.value().unwrap_or_default().as_bytes();
             reamaze::verify(key, &bytes, text_header(reamaze::HEADER))
                 .map_err(signature_problem)?;
+            signed_digest = Some(digest::content_digest(&[&bytes]));
         }
         Verifier::Hmac {
             secret,
@@ -244,6 +254,7 @@ pub(crate) async fn handle(
             let key = secret.value().unwrap_or_default().as_bytes();
             hmac_header::verify(key, &bytes, *encoding, prefix, text_header(header.as_str()))
                 .map_err(signature_problem)?;
+            signed_digest = Some(digest::content_digest(&[&bytes]));
         }
         Verifier::Twilio { token } => {
             // Signed over the URL the sender called, as it sees it (behind proxies it differs).
@@ -262,6 +273,12 @@ pub(crate) async fn handle(
                 text_header(twilio::HEADER),
             )
             .map_err(signature_problem)?;
+            // Twilio signs sorted parameters, not the body's bytes: name the request by what
+            // is signed, so a replay with its parameters reordered collapses too.
+            signed_digest = Some(match &form {
+                Some(params) => digest::content_digest(&[&twilio::signed_content(&url, params)]),
+                None => digest::content_digest(&[url.as_bytes(), &bytes]),
+            });
         }
         Verifier::Basic { username, password } => {
             basic::verify(
@@ -270,6 +287,7 @@ pub(crate) async fn handle(
                 password.value().unwrap_or_default(),
             )
             .map_err(signature_problem)?;
+            signed_digest = Some(digest::content_digest(&[&bytes]));
         }
     }
 
@@ -299,9 +317,12 @@ pub(crate) async fn handle(
                 _ => None,
             });
     }
-    let event_id = unique_id.as_deref().map_or_else(ids::new_event_id, |u| {
-        ids::derived_event_id(&source.event_source, &[u])
-    });
+    let event_id = match (&unique_id, &signed_digest) {
+        (Some(u), _) => ids::derived_event_id(&source.event_source, &[u]),
+        (None, Some(d)) => ids::derived_event_id(&source.event_source, &["sha256", d]),
+        (None, None) => ids::new_event_id(),
+    };
+    let unique_id = unique_id.or_else(|| signed_digest.map(|d| format!("sha256:{d}")));
     let event = CloudEvent::new(
         event_id,
         source.event_source.clone(),

@@ -108,5 +108,12 @@ mod tests {
         fn never_panics(header_value in ".{0,80}") {
             let _ = verify(Some(&header_value), "u", "p");
         }
+
+        #[test]
+        fn numeric_header_text_never_panics_or_verifies(text in crate::test_support::numeric_text()) {
+            let basic = format!("Basic {text}");
+            proptest::prop_assert!(verify(Some(&text), "u", "p").is_err());
+            proptest::prop_assert!(verify(Some(&basic), "u", "p").is_err());
+        }
     }
 }

@@ -119,5 +119,16 @@ mod tests {
             body[pos] ^= 1 << bit;
             prop_assert_eq!(verify(SECRET, &body, Encoding::Hex, "sha256=", Some(HEX)), Err(VerifyError::Mismatch));
         }
+
+        /// Number-like header text (limits, huge digit strings, signs, whitespace): no panic,
+        /// no match, in either encoding, with or without a prefix.
+        #[test]
+        fn numeric_header_text_never_panics_or_verifies(text in crate::test_support::numeric_text()) {
+            for (encoding, prefix) in [(Encoding::Hex, "sha256="), (Encoding::Hex, ""), (Encoding::Base64, "")] {
+                let prefixed = format!("sha256={text}");
+                prop_assert!(verify(SECRET, BODY, encoding, prefix, Some(&text)).is_err());
+                prop_assert!(verify(SECRET, BODY, encoding, prefix, Some(&prefixed)).is_err());
+            }
+        }
     }
 }

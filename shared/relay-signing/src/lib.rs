@@ -6,6 +6,7 @@
 //! value.
 
 pub mod basic;
+pub mod digest;
 pub mod hmac_header;
 pub mod password;
 pub mod plivo;
@@ -14,6 +15,9 @@ pub mod standard_webhooks;
 pub mod twilio;
 pub mod url_parts;
 pub mod voximplant;
+
+#[cfg(test)]
+mod test_support;
 
 use subtle::ConstantTimeEq;
 

@@ -63,5 +63,10 @@ mod tests {
             body[pos] ^= 1 << bit;
             prop_assert_eq!(verify(SECRET, &body, Some(SIG)), Err(VerifyError::Mismatch));
         }
+
+        #[test]
+        fn numeric_header_text_never_panics_or_verifies(text in crate::test_support::numeric_text()) {
+            prop_assert!(verify(SECRET, BODY, Some(&text)).is_err());
+        }
     }
 }

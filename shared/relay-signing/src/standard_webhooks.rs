@@ -72,7 +72,10 @@ pub fn verify(
         .trim()
         .parse()
         .map_err(|_| VerifyError::Malformed("webhook-timestamp is not unix seconds"))?;
-    if (now - ts).abs() > tolerance_secs {
+    // `abs_diff` is exact over the whole i64 range: `(now - ts).abs()` overflows for a
+    // timestamp near i64::MIN (a panic in debug builds; in release a wrapped, negative distance
+    // that accepted a centuries-old request). A negative tolerance accepts nothing but `now`.
+    if now.abs_diff(ts) > u64::try_from(tolerance_secs).unwrap_or(0) {
         return Err(VerifyError::Stale);
     }
     let expected = sign(secret, id, ts, body);
@@ -177,7 +180,69 @@ mod tests {
         assert!(Secret::parse("whsec_").is_err());
     }
 
+    /// A correctly signed timestamp `now - 2^63`: `(now - ts).abs()` overflowed (a panic in
+    /// debug builds, a negative difference and an accepted request in release).
+    #[test]
+    fn a_timestamp_centuries_off_is_stale_at_any_clock() {
+        let key = secret();
+        let at = |ts: i64, now: i64| {
+            verify(
+                &key,
+                Some(ID),
+                Some(&ts.to_string()),
+                Some(&sign(&key, ID, ts, BODY)),
+                BODY,
+                now,
+                DEFAULT_TOLERANCE_SECS,
+            )
+        };
+        let centuries_ago = TS + i64::MIN;
+        assert_eq!(at(centuries_ago, TS), Err(VerifyError::Stale));
+        assert_eq!(at(i64::MIN, i64::MAX), Err(VerifyError::Stale));
+        assert_eq!(at(i64::MAX, i64::MIN), Err(VerifyError::Stale));
+        assert_eq!(at(i64::MIN, 0), Err(VerifyError::Stale));
+        assert_eq!(at(i64::MAX, -1), Err(VerifyError::Stale));
+        assert_eq!(at(i64::MIN, i64::MIN), Ok(()));
+        assert_eq!(at(i64::MAX, i64::MAX), Ok(()));
+        assert_eq!(at(i64::MIN + 300, i64::MIN), Ok(()));
+        assert_eq!(at(i64::MAX - 301, i64::MAX), Err(VerifyError::Stale));
+    }
+
     proptest! {
+        /// Accepted exactly when the exact distance is within the tolerance, whatever the
+        /// clock and the signed timestamp (computed in i128, where nothing overflows).
+        #[test]
+        fn the_window_holds_for_every_timestamp_and_clock(
+            ts in prop_oneof![any::<i64>(), Just(i64::MIN), Just(i64::MAX), TS - 400..TS + 400],
+            now in prop_oneof![any::<i64>(), Just(i64::MIN), Just(i64::MAX), Just(TS)],
+            tolerance in prop_oneof![Just(DEFAULT_TOLERANCE_SECS), Just(0i64), Just(i64::MAX), Just(-1i64)],
+        ) {
+            let key = secret();
+            let result = verify(&key, Some(ID), Some(&ts.to_string()), Some(&sign(&key, ID, ts, BODY)), BODY, now, tolerance);
+            let within = (i128::from(now) - i128::from(ts)).abs() <= i128::from(tolerance.max(0));
+            prop_assert_eq!(result, if within { Ok(()) } else { Err(VerifyError::Stale) });
+        }
+
+        /// Whatever number-like text the timestamp header holds, nothing panics, and it verifies
+        /// only as the integer it spells.
+        #[test]
+        fn timestamp_header_text_never_panics(
+            text in crate::test_support::numeric_text(),
+            now in prop_oneof![any::<i64>(), Just(i64::MIN), Just(i64::MAX), Just(TS)],
+        ) {
+            let key = secret();
+            let parsed = text.trim().parse::<i64>().ok();
+            let sig = sign(&key, ID, parsed.unwrap_or(TS), BODY);
+            let result = verify(&key, Some(ID), Some(&text), Some(&sig), BODY, now, DEFAULT_TOLERANCE_SECS);
+            match parsed {
+                None => prop_assert!(matches!(result, Err(VerifyError::Malformed(_)))),
+                Some(ts) => {
+                    let within = (i128::from(now) - i128::from(ts)).abs() <= i128::from(DEFAULT_TOLERANCE_SECS);
+                    prop_assert_eq!(result, if within { Ok(()) } else { Err(VerifyError::Stale) });
+                }
+            }
+        }
+
         #[test]
         fn any_single_bit_flip_in_the_body_fails(pos in 0usize..BODY.len(), bit in 0u8..8) {
             let mut body = BODY.to_vec();

@@ -21,20 +21,28 @@ pub const HEADER: &str = "X-Twilio-Signature";
 /// The signature of `url` with form `params`.
 pub fn sign(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
     use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(&signed_content(url, params));
+    b64().encode(mac.finalize().into_bytes())
+}
+
+/// Exactly the bytes the signature of `url` with form `params` covers: the URL, then each
+/// name in sorted order followed by each of its distinct values in sorted order. Two requests
+/// with the same signed content verify with the same signature, whatever their wire order.
+pub fn signed_content(url: &str, params: &[(String, String)]) -> Vec<u8> {
     let mut grouped: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (k, v) in params {
         grouped.entry(k.as_str()).or_default().insert(v.as_str());
     }
-    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes())
-        .expect("HMAC accepts keys of any length");
-    mac.update(url.as_bytes());
+    let mut content = url.as_bytes().to_vec();
     for (k, values) in grouped {
         for v in values {
-            mac.update(k.as_bytes());
-            mac.update(v.as_bytes());
+            content.extend_from_slice(k.as_bytes());
+            content.extend_from_slice(v.as_bytes());
         }
     }
-    b64().encode(mac.finalize().into_bytes())
+    content
 }
 
 /// The `bodySHA256` value of a raw body: lowercase hex SHA-256.
@@ -300,6 +308,15 @@ mod tests {
         fn never_panics(url in ".{0,60}", body in proptest::collection::vec(any::<u8>(), 0..64), sig in ".{0,40}") {
             let _ = verify(TOKEN, &url, Body::Raw(&body), Some(&sig));
             let _ = verify(TOKEN, &url, Body::Form(&[]), Some(&sig));
+        }
+
+        /// Number-like text as the signature or as the `bodySHA256` parameter: no panic, no match.
+        #[test]
+        fn numeric_header_text_never_panics_or_verifies(text in crate::test_support::numeric_text()) {
+            prop_assert!(verify(TOKEN, URL, Body::Form(&params()), Some(&text)).is_err());
+            let url = format!("{URL}&bodySHA256={text}");
+            let body: &[u8] = b"{}";
+            prop_assert!(verify(TOKEN, &url, Body::Raw(body), Some(&text)).is_err());
         }
     }
 }

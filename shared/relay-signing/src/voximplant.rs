@@ -122,5 +122,15 @@ mod tests {
         fn never_panics_on_any_hash_text(hash in ".{0,80}") {
             let _ = verify_callback("s", 1, "k", 2, &hash);
         }
+
+        /// Number-like hash text, and the id limits: no panic, no match.
+        #[test]
+        fn numeric_hash_text_never_panics_or_verifies(
+            text in crate::test_support::numeric_text(),
+            account in prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()],
+            callback in prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()],
+        ) {
+            prop_assert!(verify_callback("s", account, "k", callback, &text).is_err());
+        }
     }
 }

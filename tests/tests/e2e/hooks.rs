@@ -1,5 +1,7 @@
 //! `POST /v1/hooks/{source}` end to end: each scheme accepted when signed, refused (and nothing
-//! published) when not.
+//! published) when not; replays of requests without an id in [`replays`].
+
+mod replays;
 
 use std::time::Duration;
 

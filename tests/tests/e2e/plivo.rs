@@ -1,4 +1,7 @@
-//! Plivo callbacks end to end: V3 over the public URL, Ma-V3, V2 off, answer XML, dedup.
+//! Plivo callbacks end to end: V3 over the public URL, Ma-V3, V2 off, answer XML, dedup, routes
+//! with a trailing slash; repeated parameters in [`repeated_keys`].
+
+mod repeated_keys;
 
 use std::time::Duration;
 
@@ -244,5 +247,102 @@ async fn plivo_callbacks_are_verified_published_and_answered() {
             "plivo.call.ringing"
         ]
     );
+    ingress.stop().await;
+}
+
+fn plivo_env() -> TestEnv {
+    let mut env = TestEnv::new();
+    env.config.ingress.public_base_url = PUBLIC.to_owned();
+    env.config.ingress.plivo = Some(PlivoSource {
+        auth_token_env: EnvSecret::with_value("TEST_PLIVO_TOKEN", "plivo-token"),
+        main_auth_token_env: None,
+        accept_v2: false,
+        default_answer_xml: "<Response><Hangup/></Response>".to_owned(),
+    });
+    env
+}
+
+/// Every event published so far, by routing key, in publishing order.
+async fn published(env: &TestEnv, channel: &lapin::Channel) -> Vec<(String, Value)> {
+    let mut got = Vec::new();
+    while let Some(m) = env
+        .next_message(channel, "relay.unrouted", Duration::from_millis(500))
+        .await
+    {
+        let event: Value = serde_json::from_slice(&m.delivery.data).unwrap();
+        got.push((m.delivery.routing_key.to_string(), event));
+    }
+    got
+}
+
+/// Providers are often configured with a trailing slash: `/v1/plivo/<kind>/` is served too,
+/// verified over the URL as called, slash included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_with_a_trailing_slash_verify_over_the_url_as_called() {
+    let env = plivo_env();
+    let (ingress, addr) = start_ingress(&env.config).await;
+    ingress.wait_ready().await;
+    let channel = env.channel().await;
+
+    let (body, params) = form(&[("CallUUID", "s1"), ("CallStatus", "completed")]);
+    let headers = v3(
+        "plivo-token",
+        "/v1/plivo/hangup/",
+        Method::Post,
+        &params,
+        "s1",
+    );
+    let response = send(
+        addr,
+        reqwest::Method::POST,
+        "/v1/plivo/hangup/",
+        body.clone(),
+        &headers,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    // Signed over the URL without the slash: not the URL that was called.
+    let headers = v3(
+        "plivo-token",
+        "/v1/plivo/hangup",
+        Method::Post,
+        &params,
+        "s2",
+    );
+    let response = send(
+        addr,
+        reqwest::Method::POST,
+        "/v1/plivo/hangup/",
+        body,
+        &headers,
+    )
+    .await;
+    assert_eq!(response.status(), 401);
+
+    let answer = "/v1/plivo/answer/?CallUUID=s3&CallStatus=ringing";
+    let headers = v3("plivo-token", answer, Method::Get, &[], "s3");
+    let response = send(addr, reqwest::Method::GET, answer, String::new(), &headers).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "<Response><Hangup/></Response>"
+    );
+    let response = send(
+        addr,
+        reqwest::Method::POST,
+        "/v1/plivo/transfer/",
+        String::new(),
+        &[],
+    )
+    .await;
+    assert_eq!(response.status(), 404);
+
+    let mut keys: Vec<String> = published(&env, &channel)
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, vec!["plivo.call.completed", "plivo.call.ringing"]);
     ingress.stop().await;
 }

@@ -1,11 +1,17 @@
-//! Plivo call callbacks: `/v1/plivo/{answer,hangup,status}`, GET or POST.
+//! Plivo call callbacks: `/v1/plivo/{answer,hangup,status}` (a trailing slash allowed), GET or
+//! POST.
 //!
 //! Each request is verified with `X-Plivo-Signature-V3` over the public URL Plivo called
-//! (`public_base_url` + path + query) and the form parameters exactly as sent; `-Ma-V3` with the
-//! main account's token where one is configured; V2 where enabled. Every callback becomes
-//! `plivo.call.<status>` (`in-progress` is `answered`), deduplicated on CallUUID + Event +
-//! CallStatus (+ the Dial and recording ids, when present), since Plivo retries whatever it did
-//! not get a 200 for.
+//! (`public_base_url` + path as called, trailing slash included, + query) and the form
+//! parameters; `-Ma-V3` with the main account's token where one is configured; V2 where enabled.
+//! The request is parsed once ([`sig::SignedRequest`]) and the event is built from that same
+//! parse: every value of a repeated parameter is signed (as plivo-python and plivo-node sign
+//! it) and kept in the event (an array), in the order the signature covers them, since their
+//! wire order is not signed. Verification and the event can therefore never disagree: a
+//! captured callback replayed with one more value is refused, not published as a new event.
+//! Every callback becomes `plivo.call.<status>` (`in-progress` is `answered`), deduplicated on
+//! CallUUID + Event + CallStatus (+ the Dial and recording ids, when present), since Plivo
+//! retries whatever it did not get a 200 for.
 //!
 //! `answer` must return Plivo XML. A web-callback leg is originated with an answer URL that
 //! carries the number to bridge to (`target`, and optionally `caller_id`) in its query; that
@@ -56,43 +62,62 @@ impl PlivoRoutes {
         }
     }
 
-    /// Accepts the request when any enabled signature verifies.
+    /// Accepts the request when any enabled signature verifies. A refusal names each header
+    /// that was sent and checked (or sent and not accepted here), and why; only when none was
+    /// sent does it name the V3 header, the one Plivo always sends.
     fn verify(
         &self,
         headers: &HeaderMap,
         url: &str,
-        method: sig::Method,
-        params: &[(String, String)],
+        request: &sig::SignedRequest,
     ) -> Result<(), Problem> {
         let text = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
         let token = self.auth_token.value().unwrap_or_default();
         let nonce = text(sig::NONCE_V3);
-        let v3 = sig::verify_v3(token, url, method, params, nonce, text(sig::SIGNATURE_V3));
-        if v3.is_ok() {
-            return Ok(());
+        let mut refusals = Vec::new();
+
+        let v3 = text(sig::SIGNATURE_V3);
+        match request.verify_v3(token, nonce, v3) {
+            Ok(()) => return Ok(()),
+            Err(e) if v3.is_some() => refusals.push(format!("{}: {e}", sig::SIGNATURE_V3)),
+            Err(_) => {}
         }
-        if let (Some(main), Some(ma)) = (&self.main_auth_token, text(sig::SIGNATURE_MA_V3))
-            && sig::verify_v3(
-                main.value().unwrap_or_default(),
-                url,
-                method,
-                params,
-                nonce,
-                Some(ma),
-            )
-            .is_ok()
-        {
-            return Ok(());
+        if let Some(ma) = text(sig::SIGNATURE_MA_V3) {
+            match &self.main_auth_token {
+                Some(main) => {
+                    let main = main.value().unwrap_or_default();
+                    match request.verify_v3(main, nonce, Some(ma)) {
+                        Ok(()) => return Ok(()),
+                        Err(e) => refusals.push(format!("{}: {e}", sig::SIGNATURE_MA_V3)),
+                    }
+                }
+                None => refusals.push(format!(
+                    "{}: not accepted (no main account token is configured)",
+                    sig::SIGNATURE_MA_V3
+                )),
+            }
         }
-        if self.accept_v2
-            && sig::verify_v2(token, url, text(sig::NONCE_V2), text(sig::SIGNATURE_V2)).is_ok()
-        {
-            return Ok(());
+        if let Some(v2) = text(sig::SIGNATURE_V2) {
+            if self.accept_v2 {
+                match sig::verify_v2(token, url, text(sig::NONCE_V2), Some(v2)) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => refusals.push(format!("{}: {e}", sig::SIGNATURE_V2)),
+                }
+            } else {
+                refusals.push(format!(
+                    "{}: not accepted (V2 is disabled)",
+                    sig::SIGNATURE_V2
+                ));
+            }
         }
-        Err(Problem::BadSignature(
-            v3.err()
-                .map_or_else(String::new, |e| format!("X-Plivo-Signature-V3: {e}")),
-        ))
+        if refusals.is_empty() {
+            refusals.push(format!(
+                "{}: {}",
+                sig::SIGNATURE_V3,
+                relay_signing::VerifyError::Missing
+            ));
+        }
+        Err(Problem::BadSignature(refusals.join("; ")))
     }
 }
 
@@ -123,11 +148,13 @@ fn xml_escape(text: &str) -> String {
         .replace('\'', "&apos;")
 }
 
-/// The answer XML: `<Dial>` to a web-callback leg's target, or the default.
+/// The answer XML: `<Dial>` to a web-callback leg's target, or the default. Where a name
+/// repeats, the last value is read, as everywhere else.
 pub(crate) fn answer_xml(query: &[(String, String)], default: &str) -> String {
     let get = |name: &str| {
         query
             .iter()
+            .rev()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
@@ -144,6 +171,18 @@ pub(crate) fn answer_xml(query: &[(String, String)], default: &str) -> String {
         }
         None => default.to_owned(),
     }
+}
+
+/// Every parameter of a verified request, the URL's query then the form, each in the order the
+/// signature covers it (a key's values sorted): exactly what was signed, nothing the sender's
+/// wire order could change. Where a name repeats, the last of these values is the one read.
+fn signed_params(request: &sig::SignedRequest) -> Vec<(String, String)> {
+    request
+        .query()
+        .iter()
+        .chain(request.form())
+        .cloned()
+        .collect()
 }
 
 /// Handles one Plivo callback.
@@ -168,26 +207,22 @@ pub(crate) async fn handle(
         ));
     }
     let bytes = read_body(body, app.body_limit).await?;
-    let (sig_method, form): (sig::Method, Vec<(String, String)>) = if method == Method::GET {
-        (sig::Method::Get, Vec::new())
+    let sig_method = if method == Method::GET {
+        sig::Method::Get
     } else {
-        (
-            sig::Method::Post,
-            form_urlencoded::parse(&bytes).into_owned().collect(),
-        )
+        sig::Method::Post
     };
     let path = uri
         .path_and_query()
         .map_or_else(|| uri.path(), |pq| pq.as_str());
     let url = format!("{}{path}", app.public_base_url.trim_end_matches('/'));
-    routes.verify(headers, &url, sig_method, &form)?;
+    // Parsed once: the signature is checked over this parse and the event is built from it.
+    let request = sig::SignedRequest::from_body(&url, sig_method, &bytes).ok_or_else(|| {
+        Problem::BadSignature("the public URL to verify against is not absolute".to_owned())
+    })?;
+    routes.verify(headers, &url, &request)?;
 
-    let query: Vec<(String, String)> =
-        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    let mut all = query.clone();
-    all.extend(form);
+    let all = signed_params(&request);
     let status = status(&all, kind);
     let get = |name: &str| {
         all.iter()
@@ -225,73 +260,11 @@ pub(crate) async fn handle(
     };
     let accepted = publish_all(app, SOURCE, vec![outgoing]).await?;
     if kind == "answer" {
-        let xml = answer_xml(&query, &routes.default_answer_xml);
+        let xml = answer_xml(request.query(), &routes.default_answer_xml);
         return Ok(([(header::CONTENT_TYPE, "application/xml")], xml).into_response());
     }
     Ok(axum::Json(accepted).into_response())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn statuses_map_to_event_names() {
-        assert_eq!(
-            status(&pairs(&[("CallStatus", "in-progress")]), "status"),
-            "answered"
-        );
-        assert_eq!(
-            status(&pairs(&[("CallStatus", "no-answer")]), "status"),
-            "no-answer"
-        );
-        assert_eq!(
-            status(&pairs(&[("CallStatus", "completed")]), "hangup"),
-            "completed"
-        );
-        assert_eq!(status(&[], "answer"), "answered");
-        assert_eq!(status(&pairs(&[("CallStatus", "a.b")]), "status"), "status");
-    }
-
-    #[test]
-    fn answer_dials_a_valid_target_and_escapes_it() {
-        let q = pairs(&[("target", "+1 555 123 1234"), ("caller_id", "+15550000000")]);
-        assert_eq!(
-            answer_xml(&q, "<Response/>"),
-            "<Response><Dial callerId=\"+15550000000\"><Number>+15551231234</Number></Dial></Response>"
-        );
-        assert_eq!(
-            answer_xml(&pairs(&[("target", "<script>")]), "<Response/>"),
-            "<Response/>"
-        );
-        assert_eq!(
-            answer_xml(&[], "<Response><Hangup/></Response>"),
-            "<Response><Hangup/></Response>"
-        );
-        assert_eq!(xml_escape("a&\"<>'"), "a&amp;&quot;&lt;&gt;&apos;");
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn answer_xml_never_carries_unvalidated_text(target in ".{0,40}", caller in ".{0,40}") {
-            let q = vec![("target".to_owned(), target), ("caller_id".to_owned(), caller)];
-            let xml = answer_xml(&q, "<Response/>");
-            if xml != "<Response/>" {
-                let number = xml.split("<Number>").nth(1).and_then(|r| r.split("</Number>").next()).unwrap();
-                proptest::prop_assert!(number.starts_with('+') && number[1..].bytes().all(|b| b.is_ascii_digit()));
-            }
-        }
-
-        #[test]
-        fn status_is_always_a_routing_key_word(value in ".{0,30}", kind in "answer|hangup|status") {
-            let s = status(&[("CallStatus".to_owned(), value)], &kind);
-            proptest::prop_assert!(relay_core::routing::is_key_word(&s));
-        }
-    }
-}
+mod tests;
