@@ -5,30 +5,40 @@
 //! every event of the request; a request that fails leaves no dedup mark, so the provider's retry
 //! is processed in full. Redis only accelerates dedup: when it is down, requests are accepted
 //! (at-least-once) and counted in `relay_redis_errors_total`.
+//!
+//! Modules: `server` (connections, slow-client limits, drain), `request` (media types, body
+//! limit and deadline), `publish` (confirm, then dedup marks), `respond` (render, count, log
+//! refusals), [`problem`], and one module per source.
 
 pub mod acrobits;
 pub mod hooks;
 pub mod plivo;
 pub mod problem;
+mod publish;
+mod request;
+mod respond;
+mod server;
 pub mod voximplant;
+
+#[cfg(test)]
+mod test_support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, header};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
-use axum::{Json, Router};
-use futures_util::future::join_all;
-use http_body_util::BodyExt;
-use relay_amqp::{Broker, BrokerSettings, FieldTable, Publish};
+use relay_amqp::{Broker, BrokerSettings};
 use relay_core::config::{Config, EnvSecret};
-use relay_core::{CloudEvent, event, routing};
+use relay_core::routing;
 use relay_store::Store;
 use relay_telemetry::Readiness;
 use relay_telemetry::admin::{AdminServer, StartError};
@@ -37,6 +47,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use problem::Problem;
+pub(crate) use publish::{Accepted, Outgoing, publish_all};
+pub(crate) use request::{is_form, read_body, require_json_or_form};
+use respond::{count, respond, respond_with, segment};
 
 /// A built, bound, not yet serving relay-ingress.
 pub struct Ingress {
@@ -46,6 +59,7 @@ pub struct Ingress {
     readiness: Readiness,
     background: CancellationToken,
     grace: Duration,
+    limits: server::Limits,
 }
 
 pub(crate) struct Shared {
@@ -72,23 +86,13 @@ pub(crate) struct Shared {
 
 type AppState = Arc<Shared>;
 
-impl Ingress {
-    /// Validates `config`, binds both listeners and starts connecting to RabbitMQ and Redis in
-    /// the background (the service serves 503 until the broker is there).
-    pub async fn build(config: Config) -> Result<Self, StartError> {
-        config.validate_ingress()?;
-        let readiness = Readiness::new();
-        let background = CancellationToken::new();
-        let broker = Broker::start(
-            BrokerSettings::from_config(&config, "relay-ingress"),
-            &readiness,
-            background.clone(),
-        );
-        let store = Store::start(&config.redis, &readiness, background.clone());
+impl Shared {
+    /// Every route's state from `config` (already validated), over `broker` and `store`.
+    fn new(config: &Config, broker: Broker, store: Store) -> Result<Self, StartError> {
         let ingress = &config.ingress;
-        let mut hook_sources = HashMap::new();
+        let mut sources = HashMap::new();
         for (name, source) in &ingress.sources {
-            hook_sources.insert(name.clone(), hooks::HookSource::from_config(name, source)?);
+            sources.insert(name.clone(), hooks::HookSource::from_config(name, source)?);
         }
         let voximplant_events = match &ingress.voximplant.events_secret_env {
             Some(secret) => Some(hooks::HookSource::voximplant_events(secret)?),
@@ -98,8 +102,8 @@ impl Ingress {
             Some(route) => Some(acrobits::AcrobitsRoute::new(route)?),
             None => None,
         };
-        let shared = Arc::new(Shared {
-            hooks: hook_sources,
+        Ok(Self {
+            hooks: sources,
             reamaze: ingress
                 .reamaze
                 .as_ref()
@@ -120,7 +124,25 @@ impl Ingress {
             body_limit: ingress.body_limit_bytes,
             retry_after_secs: ingress.retry_after.as_secs().max(1),
             dedup_ttl: config.redis.dedup_ttl,
-        });
+        })
+    }
+}
+
+impl Ingress {
+    /// Validates `config`, binds both listeners and starts connecting to RabbitMQ and Redis in
+    /// the background (the service serves 503 until the broker is there).
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        config.validate_ingress()?;
+        let readiness = Readiness::new();
+        let background = CancellationToken::new();
+        let broker = Broker::start(
+            BrokerSettings::from_config(&config, "relay-ingress"),
+            &readiness,
+            background.clone(),
+        );
+        let store = Store::start(&config.redis, &readiness, background.clone());
+        let shared = Arc::new(Shared::new(&config, broker, store)?);
+        let ingress = &config.ingress;
         let listener = TcpListener::bind(ingress.listen)
             .await
             .map_err(StartError::bind(ingress.listen))?;
@@ -134,6 +156,7 @@ impl Ingress {
             readiness,
             background,
             grace: ingress.shutdown_grace,
+            limits: server::Limits::from_config(ingress),
         })
     }
 
@@ -151,47 +174,49 @@ impl Ingress {
             .expect("bound listener has an address")
     }
 
-    /// Serves until `stop`, then drains: not ready at once, in-flight requests get the grace
-    /// budget, then the broker connection closes.
+    /// Serves until `stop`, then drains: not ready at once, no new connections, idle ones
+    /// closed, in-flight requests get the grace budget; then the broker connection closes.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
         let admin = self.admin.spawn();
-        let readiness = self.readiness.clone();
-        let drain_signal = stop.clone();
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
-            drain_signal.cancelled().await;
-            readiness.start_draining();
-        });
-        let grace = self.grace;
-        let result = tokio::select! {
-            r = serve => r,
-            () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!("grace period over with requests still in flight");
-                Ok(())
-            }
-        };
+        server::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            &self.readiness,
+            &stop,
+            self.grace,
+        )
+        .await;
         self.background.cancel();
         admin.stop().await;
         tracing::info!("relay-ingress stopped");
-        result
+        Ok(())
     }
 }
 
 fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/voximplant/callbacks", post(voximplant_callbacks))
+        .route("/v1/voximplant/callbacks", post(voximplant::callbacks))
         .route("/v1/voximplant/events", post(voximplant_events))
         .route(
             "/v1/acrobits/web-callback",
-            axum::routing::get(acrobits_request).post(acrobits_request),
+            axum::routing::get(acrobits_request)
+                .post(acrobits_request)
+                .fallback(acrobits_method_not_allowed),
         )
         .route(
             "/v1/plivo/{kind}",
             axum::routing::get(plivo_request).post(plivo_request),
         )
+        // Providers are often configured with a trailing slash; signed over the URL as called.
+        .route(
+            "/v1/plivo/{kind}/",
+            axum::routing::get(plivo_request).post(plivo_request),
+        )
         .route("/v1/reamaze/{channel}", post(reamaze_request))
         .route("/v1/hooks/{source}", post(hook))
-        .fallback(|| async { Problem::NotFound })
-        .method_not_allowed_fallback(|| async { Problem::MethodNotAllowed })
+        .fallback(respond::not_found)
+        .method_not_allowed_fallback(respond::method_not_allowed)
         .layer(middleware::from_fn(trace_request))
         .with_state(state)
 }
@@ -216,74 +241,18 @@ async fn trace_request(request: Request, next: Next) -> Response {
     response
 }
 
-/// Reads the body, refusing more than `limit` bytes with 413.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Problem> {
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Problem::TooLarge { limit }),
-        Err(e) => Err(Problem::Malformed(format!("could not read the body: {e}"))),
-    }
-}
-
-/// JSON routes accept a missing content type and any JSON-ish one: providers differ (Voximplant
-/// does not document its header), but a form or XML body on a JSON route is a client error.
-fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let text = value.to_str().unwrap_or_default().to_ascii_lowercase();
-    let essence = text.split(';').next().unwrap_or_default().trim();
-    let ok = matches!(
-        essence,
-        "application/json" | "text/json" | "text/plain" | ""
-    ) || (essence.starts_with("application/") && essence.ends_with("+json"));
-    if ok {
-        Ok(())
-    } else {
-        Err(Problem::UnsupportedMediaType(format!(
-            "this route reads JSON, not `{essence}`"
-        )))
-    }
-}
-
-/// Whether the request's body is form-encoded.
-pub(crate) fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.split(';').next())
-        .is_some_and(|t| {
-            t.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-}
-
-/// Routes that read JSON or form bodies.
-pub(crate) fn require_json_or_form(headers: &HeaderMap) -> Result<(), Problem> {
-    if is_form(headers) {
-        Ok(())
-    } else {
-        require_json(headers)
-    }
-}
-
-/// What a successful request answers.
-#[derive(Debug, serde::Serialize)]
-pub(crate) struct Accepted {
-    /// Events published by this request.
-    accepted: usize,
-    /// Callbacks already seen (not published again).
-    duplicates: usize,
-}
-
 async fn hook(
     State(app): State<AppState>,
-    axum::extract::Path(name): axum::extract::Path<String>,
+    name: Result<Path<String>, PathRejection>,
     uri: axum::extract::OriginalUri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
+    let name = match segment(name) {
+        Ok(name) => name,
+        Err(problem) => return respond("unknown", started, Err(problem)),
+    };
     let result = hooks::handle(&app, app.hooks.get(&name), None, &uri, &headers, body).await;
     // Only configured names become metric labels: a scan of random names must not create series.
     let source = if app.hooks.contains_key(&name) {
@@ -308,17 +277,19 @@ async fn voximplant_events(
 
 async fn reamaze_request(
     State(app): State<AppState>,
-    axum::extract::Path(channel): axum::extract::Path<String>,
+    channel: Result<Path<String>, PathRejection>,
     uri: axum::extract::OriginalUri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let result = if routing::is_key_word(&channel) {
-        let source = app.reamaze.as_ref();
-        hooks::handle(&app, source, Some(&channel), &uri, &headers, body).await
-    } else {
-        Err(Problem::NotFound)
+    let result = match segment(channel) {
+        Ok(channel) if routing::is_key_word(&channel) => {
+            let source = app.reamaze.as_ref();
+            hooks::handle(&app, source, Some(&channel), &uri, &headers, body).await
+        }
+        Ok(_) => Err(Problem::NotFound),
+        Err(problem) => Err(problem),
     };
     respond("reamaze", started, result)
 }
@@ -335,235 +306,26 @@ async fn acrobits_request(
     response
 }
 
+/// Another method on the Acrobits route: 405 in the app's format, not problem+json.
+async fn acrobits_method_not_allowed(headers: HeaderMap) -> Response {
+    let started = Instant::now();
+    let (response, outcome) = acrobits::refuse(&headers, Problem::MethodNotAllowed);
+    count(acrobits::SOURCE, started, outcome);
+    response
+}
+
 async fn plivo_request(
     State(app): State<AppState>,
-    axum::extract::Path(kind): axum::extract::Path<String>,
+    kind: Result<Path<String>, PathRejection>,
     method: axum::http::Method,
     uri: axum::extract::OriginalUri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let result = plivo::handle(&app, &kind, &method, &uri, &headers, body).await;
+    let result = match segment(kind) {
+        Ok(kind) => plivo::handle(&app, &kind, &method, &uri, &headers, body).await,
+        Err(problem) => Err(problem),
+    };
     respond_with(plivo::SOURCE, started, result)
-}
-
-/// Counts, times and logs a route's outcome, and renders it.
-fn respond(source: &str, started: Instant, result: Result<Accepted, Problem>) -> Response {
-    respond_with(
-        source,
-        started,
-        result.map(|accepted| Json(accepted).into_response()),
-    )
-}
-
-/// [`respond`] for routes that render their own success response.
-fn respond_with(source: &str, started: Instant, result: Result<Response, Problem>) -> Response {
-    let outcome = match &result {
-        Ok(_) => "accepted",
-        Err(p) => p.outcome(),
-    };
-    count(source, started, outcome);
-    result.unwrap_or_else(IntoResponse::into_response)
-}
-
-/// Counts and times one request of `source`, and logs a refusal once (never its content).
-fn count(source: &str, started: Instant, outcome: &'static str) {
-    metrics::counter!("relay_ingress_requests_total", "source" => source.to_owned(), "outcome" => outcome).increment(1);
-    metrics::histogram!("relay_ingress_request_seconds", "source" => source.to_owned())
-        .record(started.elapsed().as_secs_f64());
-    if outcome != "accepted" {
-        tracing::info!(source, outcome, "request refused");
-    }
-}
-
-async fn voximplant_callbacks(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let started = Instant::now();
-    let result = handle_voximplant(&app, &headers, body).await;
-    respond(voximplant::SOURCE, started, result)
-}
-
-async fn handle_voximplant(
-    app: &Shared,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Accepted, Problem> {
-    require_json(headers)?;
-    let bytes = read_body(body, app.body_limit).await?;
-    let callbacks = voximplant::parse(&bytes)?;
-
-    // Verify every callback before anything is published: one bad hash refuses the request.
-    let salt = app.salt.as_ref().and_then(EnvSecret::value).unwrap_or("");
-    for (i, cb) in callbacks.iter().enumerate() {
-        let key = app
-            .accounts
-            .get(&cb.account_id)
-            .and_then(EnvSecret::value)
-            .ok_or_else(|| {
-                Problem::BadSignature(format!(
-                    "callbacks[{i}]: account {} is not configured",
-                    cb.account_id
-                ))
-            })?;
-        relay_signing::voximplant::verify_callback(
-            salt,
-            cb.account_id,
-            key,
-            cb.callback_id,
-            &cb.hash,
-        )
-        .map_err(|e| {
-            Problem::BadSignature(format!(
-                "callbacks[{i}] (callback_id {}): {e}",
-                cb.callback_id
-            ))
-        })?;
-    }
-
-    let outgoing = callbacks
-        .iter()
-        .map(|cb| Outgoing {
-            routing_key: cb.routing_key(),
-            event: cb.to_event(),
-            dedup_key: Some(cb.dedup_key()),
-        })
-        .collect();
-    publish_all(app, voximplant::SOURCE, outgoing).await
-}
-
-/// One event a route wants published.
-pub(crate) struct Outgoing {
-    /// Routing key on `relay.events`.
-    pub(crate) routing_key: String,
-    /// The event.
-    pub(crate) event: CloudEvent,
-    /// The source's own unique name of the event, when it has one: its dedup mark.
-    pub(crate) dedup_key: Option<String>,
-}
-
-/// What every route does once a request is verified and parsed (DESIGN.md, invariant 1): drop
-/// repeats and what an earlier request already stored, publish the rest with confirms, and
-/// only when every one is confirmed write their dedup marks. Any failed publish answers 503
-/// and marks nothing, so the provider's retry is processed in full.
-pub(crate) async fn publish_all(
-    app: &Shared,
-    source: &str,
-    events: Vec<Outgoing>,
-) -> Result<Accepted, Problem> {
-    let received = events.len();
-    let mut unique: Vec<Outgoing> = Vec::with_capacity(received);
-    for event in events {
-        if event.dedup_key.is_none() || !unique.iter().any(|u| u.dedup_key == event.dedup_key) {
-            unique.push(event);
-        }
-    }
-    let keys: Vec<String> = unique.iter().filter_map(|e| e.dedup_key.clone()).collect();
-    let seen = match app.store.seen(source, &keys).await {
-        Ok(seen) => seen,
-        Err(error) => {
-            // Invariant 2: accept without dedup; the deterministic event id still collapses a
-            // duplicate downstream.
-            tracing::warn!(%error, "dedup check unavailable, accepting without it");
-            vec![false; keys.len()]
-        }
-    };
-    let already: std::collections::HashSet<&str> = keys
-        .iter()
-        .zip(seen)
-        .filter_map(|(k, seen)| seen.then_some(k.as_str()))
-        .collect();
-    let to_publish: Vec<&Outgoing> = unique
-        .iter()
-        .filter(|e| e.dedup_key.as_deref().is_none_or(|k| !already.contains(k)))
-        .collect();
-    let duplicates = received - to_publish.len();
-
-    let bodies: Vec<Vec<u8>> = to_publish
-        .iter()
-        .map(|o| serde_json::to_vec(&o.event).expect("a CloudEvent always serialises"))
-        .collect();
-    let results = join_all(to_publish.iter().zip(&bodies).map(|(o, body)| {
-        app.broker.publish(Publish {
-            exchange: routing::EVENTS_EXCHANGE,
-            routing_key: &o.routing_key,
-            message_id: &o.event.id,
-            content_type: event::CONTENT_TYPE,
-            body,
-            headers: FieldTable::default(),
-        })
-    }))
-    .await;
-    if let Some(error) = results.into_iter().find_map(Result::err) {
-        tracing::warn!(%error, "publish failed, answering 503");
-        return Err(Problem::BrokerUnavailable {
-            retry_after_secs: app.retry_after_secs,
-        });
-    }
-
-    // Only now, with every event confirmed, remember them.
-    let to_mark: Vec<String> = to_publish
-        .iter()
-        .filter_map(|o| o.dedup_key.clone())
-        .collect();
-    if let Err(error) = app.store.mark_seen(source, &to_mark, app.dedup_ttl).await {
-        tracing::warn!(%error, "could not write dedup marks; a re-send will be published again");
-    }
-    metrics::counter!("relay_ingress_events_total", "source" => source.to_owned())
-        .increment(to_publish.len() as u64);
-    if duplicates > 0 {
-        metrics::counter!("relay_ingress_duplicates_total", "source" => source.to_owned())
-            .increment(duplicates as u64);
-    }
-    tracing::debug!(
-        source,
-        accepted = to_publish.len(),
-        duplicates,
-        "events accepted"
-    );
-    Ok(Accepted {
-        accepted: to_publish.len(),
-        duplicates,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    fn with_type(value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
-        h
-    }
-
-    #[test]
-    fn json_media_types_are_accepted_others_refused() {
-        assert!(require_json(&HeaderMap::new()).is_ok());
-        for ok in [
-            "application/json",
-            "application/json; charset=utf-8",
-            "text/plain",
-            "application/cloudevents+json",
-        ] {
-            assert!(require_json(&with_type(ok)).is_ok(), "{ok}");
-        }
-        for bad in [
-            "application/x-www-form-urlencoded",
-            "application/xml",
-            "multipart/form-data",
-        ] {
-            assert!(
-                matches!(
-                    require_json(&with_type(bad)),
-                    Err(Problem::UnsupportedMediaType(_))
-                ),
-                "{bad}"
-            );
-        }
-    }
 }

@@ -1,7 +1,10 @@
 //! RFC 9457 problem details: every refusal is `application/problem+json` with a stable `type`.
 //!
 //! The `type` URIs are an interface: clients and alerts match on them. `detail` explains the
-//! instance and never contains a secret or an expected signature.
+//! instance and never contains a secret or an expected signature. Refusals of the HTTP layer
+//! (no such route, wrong method, an unreadable path segment, a body too large or too slow) are
+//! problems too; only hyper's own answers to a request head it cannot parse (400, 414, 431,
+//! empty bodies) and the silent close of a connection whose head never completes are not.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +30,10 @@ pub mod types {
     pub const STALE_TIMESTAMP: &str = "urn:relay:problem:stale-timestamp";
     /// The route exists but not with this method (405).
     pub const METHOD_NOT_ALLOWED: &str = "urn:relay:problem:method-not-allowed";
+    /// The request line or a path segment cannot be read (400).
+    pub const MALFORMED_REQUEST: &str = "urn:relay:problem:malformed-request";
+    /// The body did not arrive within `ingress.body_read_timeout` (408).
+    pub const REQUEST_TIMEOUT: &str = "urn:relay:problem:request-timeout";
 }
 
 /// A refusal, rendered as problem+json.
@@ -56,6 +63,10 @@ pub enum Problem {
     StaleTimestamp,
     /// 405.
     MethodNotAllowed,
+    /// 400: the request (not its body) cannot be read, e.g. a path segment that is not UTF-8.
+    MalformedRequest(String),
+    /// 408: the body did not arrive in time; the connection is closed after the answer.
+    RequestTimeout,
 }
 
 #[derive(Serialize)]
@@ -80,10 +91,13 @@ impl Problem {
             Problem::UnknownSource => "unknown_source",
             Problem::StaleTimestamp => "stale_timestamp",
             Problem::MethodNotAllowed => "method_not_allowed",
+            Problem::MalformedRequest(_) => "malformed_request",
+            Problem::RequestTimeout => "request_timeout",
         }
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
+    /// Status, stable `type`, title and detail of this refusal.
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
         match self {
             Problem::BadSignature(d) => (
                 StatusCode::UNAUTHORIZED,
@@ -139,6 +153,18 @@ impl Problem {
                 "Method not allowed",
                 "this route does not accept that method".to_owned(),
             ),
+            Problem::MalformedRequest(d) => (
+                StatusCode::BAD_REQUEST,
+                types::MALFORMED_REQUEST,
+                "Malformed request",
+                d.clone(),
+            ),
+            Problem::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                types::REQUEST_TIMEOUT,
+                "Request body too slow",
+                "the body did not arrive in time".to_owned(),
+            ),
         }
     }
 }
@@ -159,8 +185,16 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let Problem::BrokerUnavailable { retry_after_secs } = self {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        match self {
+            Problem::BrokerUnavailable { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            // RFC 9110, 15.5.9: the rest of the body may still be on its way; close rather than
+            // read it as the next request.
+            Problem::RequestTimeout => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

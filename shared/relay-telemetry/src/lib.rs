@@ -5,12 +5,14 @@
 //! configured), and the Prometheus recorder. It returns a [`TelemetryGuard`] that flushes spans
 //! when dropped. [`admin`] serves `/livez`, `/readyz` and `/metrics` on the admin port;
 //! [`shutdown`] turns SIGTERM/SIGINT into a cancellation token; [`propagation`] carries trace
-//! context over HTTP headers.
+//! context over HTTP headers; [`throttle`] keeps floods of refusals and outage warnings out of
+//! the logs.
 
 pub mod admin;
 pub mod propagation;
 pub mod readiness;
 pub mod shutdown;
+pub mod throttle;
 
 use std::sync::OnceLock;
 

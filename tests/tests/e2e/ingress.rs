@@ -60,24 +60,99 @@ async fn signed_min_balance_reaches_the_sink_signed_and_in_the_same_trace() {
     relay.stop().await;
 }
 
+/// One callback of `min_balance_body(callback_id)`, its hash tampered with when `valid` is false.
+fn callback(callback_id: u64, valid: bool) -> Value {
+    let body: Value = serde_json::from_slice(&min_balance_body(callback_id)).unwrap();
+    let mut callback = body["callbacks"][0].clone();
+    if !valid {
+        let good = callback["hash"].as_str().unwrap().to_owned();
+        let flipped = if good.starts_with('0') { "1" } else { "0" };
+        callback["hash"] = Value::String(format!("{flipped}{}", &good[1..]));
+    }
+    callback
+}
+
+fn batch(callbacks: &[Value]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "callbacks": callbacks })).unwrap()
+}
+
+/// The dedup marks in the environment's key prefix.
+async fn marks(env: &TestEnv) -> Vec<String> {
+    let mut redis = env.redis().await;
+    let mut marks: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", env.config.redis.key_prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    marks.sort();
+    marks
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tampered_hash_is_refused_and_nothing_is_published() {
+async fn a_batch_with_one_bad_hash_publishes_the_valid_callbacks_and_counts_the_rejected() {
     let env = TestEnv::new();
     let (ingress, addr) = start_ingress(&env.config).await;
     ingress.wait_ready().await;
 
-    let mut body: Value = serde_json::from_slice(&min_balance_body(7)).unwrap();
-    let good = body["callbacks"][0]["hash"].as_str().unwrap().to_owned();
-    let flipped = if good.starts_with('0') { "1" } else { "0" };
-    body["callbacks"][0]["hash"] = Value::String(format!("{flipped}{}", &good[1..]));
-    // A second, valid callback in the same request must not be published either.
-    let valid: Value = serde_json::from_slice(&min_balance_body(8)).unwrap();
-    body["callbacks"]
-        .as_array_mut()
-        .unwrap()
-        .push(valid["callbacks"][0].clone());
+    let body = batch(&[callback(7, false), callback(8, true), callback(9, true)]);
+    let response = post_callbacks(addr, body.clone(), &[]).await;
+    assert_eq!(response.status(), 200, "the valid callbacks are taken");
+    let text = response.text().await.unwrap();
+    assert!(!text.contains(API_KEY) && !text.contains("hash"), "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (
+            &answer["accepted"],
+            &answer["duplicates"],
+            &answer["rejected"]
+        ),
+        (&Value::from(2), &Value::from(0), &Value::from(1))
+    );
 
-    let response = post_callbacks(addr, serde_json::to_vec(&body).unwrap(), &[]).await;
+    // Exactly the two valid callbacks were published, and only they are marked seen.
+    let channel = env.channel().await;
+    let queue = "relay.handler.min-balance-alert";
+    let mut published = Vec::new();
+    while let Some(message) = env
+        .next_message(&channel, queue, std::time::Duration::ZERO)
+        .await
+    {
+        let event: Value = serde_json::from_slice(&message.delivery.data).unwrap();
+        published.push(event["data"]["callback_id"].as_u64().unwrap());
+    }
+    published.sort_unstable();
+    assert_eq!(published, [8, 9]);
+    let prefix = &env.config.redis.key_prefix;
+    assert_eq!(
+        marks(&env).await,
+        [8, 9].map(|id| format!("{prefix}seen:voximplant:{ACCOUNT_ID}:{id}"))
+    );
+
+    // Voximplant re-sends the request: the valid ones are duplicates now, nothing is published.
+    let again = post_callbacks(addr, body, &[]).await;
+    assert_eq!(again.status(), 200);
+    let answer: Value = again.json().await.unwrap();
+    assert_eq!(
+        (
+            &answer["accepted"],
+            &answer["duplicates"],
+            &answer["rejected"]
+        ),
+        (&Value::from(0), &Value::from(2), &Value::from(1))
+    );
+    assert_eq!(env.queue_len(&channel, queue).await, 0);
+    ingress.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_a_valid_callback_is_refused_and_publishes_nothing() {
+    let env = TestEnv::new();
+    let (ingress, addr) = start_ingress(&env.config).await;
+    ingress.wait_ready().await;
+
+    let good = callback(7, true)["hash"].as_str().unwrap().to_owned();
+    let body = batch(&[callback(7, false), callback(8, false)]);
+    let response = post_callbacks(addr, body, &[]).await;
     assert_eq!(response.status(), 401);
     assert_eq!(
         response.headers()["content-type"],
@@ -99,13 +174,7 @@ async fn tampered_hash_is_refused_and_nothing_is_published() {
             "{queue} received nothing"
         );
     }
-    let mut redis = env.redis().await;
-    let marks: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", env.config.redis.key_prefix))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert!(marks.is_empty(), "no dedup mark: {marks:?}");
+    assert!(marks(&env).await.is_empty(), "no dedup mark");
     ingress.stop().await;
 }
 

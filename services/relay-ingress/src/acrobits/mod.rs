@@ -5,14 +5,16 @@
 //! parameter names from its provisioning template (configurable). Success is any 2xx; a failure
 //! is non-2xx with a `message` the app shows, in the response format the app reads (JSON, XML or
 //! form, from the request's `Accept` or `Content-Type`): 400 invalid number, 401 bad
-//! credentials, 403 destination not allowed, 429 rate-limited, 503 broker down. An accepted
-//! request becomes one `acrobits.web_callback` event, without the password.
+//! credentials, 403 destination not allowed, 429 rate-limited, 503 broker down. The refusals of
+//! the HTTP layer on this route (405 another method, 408 a body too slow, 413, 415) answer in
+//! that format too, each with its `Content-Type`. An accepted request becomes one
+//! `acrobits.web_callback` event, without the password.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use relay_core::config::{AcrobitsSource, EnvSecret, PasswordScheme};
 use relay_core::{CloudEvent, ids, phone};
@@ -91,16 +93,15 @@ pub(crate) async fn handle(
             ),
             "accepted",
         ),
-        Err(refusal) => {
-            let mut response = reply(format, refusal.status, Some(refusal.ty), &refusal.message);
-            if let Some(secs) = refusal.retry_after {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            }
-            (response, refusal.outcome)
-        }
+        Err(refusal) => (refusal.render(format), refusal.outcome),
     }
+}
+
+/// A refusal of the HTTP layer on this route (another method, say), in the app's format rather
+/// than as problem+json; returns the response and its metrics outcome.
+pub(crate) fn refuse(headers: &HeaderMap, problem: Problem) -> (Response, &'static str) {
+    let refusal = Refusal::from_problem(problem);
+    (refusal.render(negotiate(headers)), refusal.outcome)
 }
 
 async fn process(app: &Shared, uri: &Uri, headers: &HeaderMap, body: Body) -> Result<(), Refusal> {
@@ -279,7 +280,7 @@ async fn admit(
             }
             Ok(_) => {}
             // Redis is an accelerator (invariant 2): without it the limit is not enforced.
-            Err(error) => tracing::warn!(%error, "rate limit unavailable; accepting"),
+            Err(error) => crate::publish::redis_failed("hit_rate", &error),
         }
     }
     Ok((target, callback))
@@ -320,8 +321,9 @@ async fn report_refusal(
         event,
         dedup_key: None,
     };
+    // A failed publish is logged (now and then) and counted by `publish_all` already.
     if let Err(error) = publish_all(app, SOURCE, vec![outgoing]).await {
-        tracing::warn!(
+        tracing::debug!(
             ?error,
             "could not report a refused web callback to the call log"
         );

@@ -105,46 +105,54 @@ impl Refusal {
         }
     }
 
+    /// The app's version of a refusal the other routes answer as problem+json: the same
+    /// status and `type`, a message meant for the app's user.
     pub(super) fn from_problem(problem: Problem) -> Self {
         let outcome = problem.outcome();
-        match problem {
-            Problem::BrokerUnavailable { retry_after_secs } => Self {
-                retry_after: Some(retry_after_secs),
-                ..Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    crate::problem::types::BROKER_UNAVAILABLE,
-                    outcome,
-                    "The service is busy, please try again shortly.",
-                )
-            },
-            Problem::TooLarge { .. } => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                crate::problem::types::PAYLOAD_TOO_LARGE,
-                outcome,
-                "The request is too large.",
-            ),
-            Problem::UnknownSource => Self::new(
-                StatusCode::NOT_FOUND,
-                crate::problem::types::UNKNOWN_SOURCE,
-                outcome,
-                "Web callback is not available.",
-            ),
-            Problem::UnsupportedMediaType(_) => Self::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                crate::problem::types::UNSUPPORTED_MEDIA_TYPE,
-                outcome,
-                "Send the request as a query string, a form or JSON.",
-            ),
-            other => Self::new(
-                StatusCode::BAD_REQUEST,
-                crate::problem::types::MALFORMED_BODY,
-                outcome,
-                match other {
-                    Problem::Malformed(detail) => detail,
-                    _ => "The request could not be read.".to_owned(),
-                },
-            ),
+        let (status, ty, _, _) = problem.parts();
+        let retry_after = match problem {
+            Problem::BrokerUnavailable { retry_after_secs } => Some(retry_after_secs),
+            _ => None,
+        };
+        let message = match problem {
+            // What does not parse is said as it is: the app shows it to whoever set it up.
+            Problem::Malformed(detail) | Problem::MalformedRequest(detail) => detail,
+            Problem::BrokerUnavailable { .. } => {
+                "The service is busy, please try again shortly.".to_owned()
+            }
+            Problem::TooLarge { .. } => "The request is too large.".to_owned(),
+            Problem::UnknownSource | Problem::NotFound => {
+                "Web callback is not available.".to_owned()
+            }
+            Problem::UnsupportedMediaType(_) => {
+                "Send the request as a query string, a form or JSON.".to_owned()
+            }
+            Problem::MethodNotAllowed => "Send the request with GET or POST.".to_owned(),
+            Problem::RequestTimeout => {
+                "The request took too long to arrive, please try again.".to_owned()
+            }
+            Problem::BadSignature(_) | Problem::StaleTimestamp => {
+                "Wrong user name or password.".to_owned()
+            }
+        };
+        Self {
+            retry_after,
+            ..Self::new(status, ty, outcome, message)
         }
+    }
+
+    /// The response in the app's `format`, with `Retry-After` when the app should wait, and
+    /// `Connection: close` after a body that did not arrive in time.
+    pub(super) fn render(&self, format: Format) -> Response {
+        let mut response = reply(format, self.status, Some(self.ty), &self.message);
+        let headers = response.headers_mut();
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 

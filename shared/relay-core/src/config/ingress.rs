@@ -28,6 +28,20 @@ pub struct IngressConfig {
     /// How long in-flight requests may take to finish after SIGTERM.
     #[serde(with = "serde_text")]
     pub shutdown_grace: Duration,
+    /// How long a new connection has to deliver its first request head; slower clients are
+    /// disconnected.
+    #[serde(with = "serde_text")]
+    pub header_read_timeout: Duration,
+    /// How long a request's body may take to arrive after its head; past it the request gets
+    /// 408 and its connection is closed.
+    #[serde(with = "serde_text")]
+    pub body_read_timeout: Duration,
+    /// How long a kept-alive connection may wait, idle, for its next complete request head;
+    /// keep it above the idle timeout of a proxy or load balancer in front.
+    #[serde(with = "serde_text")]
+    pub keep_alive_timeout: Duration,
+    /// Most connections served at once; at the cap, new clients wait in the listen backlog.
+    pub max_connections: usize,
     /// Voximplant account callbacks.
     pub voximplant: VoximplantConfig,
     /// Generic sources by name, each at `POST /v1/hooks/{name}`.
@@ -214,6 +228,10 @@ impl Default for IngressConfig {
             body_limit_bytes: 256 * 1024,
             retry_after: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(20),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(75),
+            max_connections: 4096,
             voximplant: VoximplantConfig::default(),
             sources: BTreeMap::new(),
             reamaze: None,
@@ -258,6 +276,19 @@ impl Config {
         }
         if self.ingress.body_limit_bytes == 0 {
             return Err(invalid("ingress.body_limit_bytes", "must be positive"));
+        }
+        let ingress = &self.ingress;
+        for (field, timeout) in [
+            ("header_read_timeout", ingress.header_read_timeout),
+            ("body_read_timeout", ingress.body_read_timeout),
+            ("keep_alive_timeout", ingress.keep_alive_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(invalid(format!("ingress.{field}"), "must be positive"));
+            }
+        }
+        if ingress.max_connections == 0 {
+            return Err(invalid("ingress.max_connections", "must be positive"));
         }
         let vox = &self.ingress.voximplant;
         if let Some(salt) = &vox.salt_env {
