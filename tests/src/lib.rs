@@ -12,7 +12,8 @@ mod process;
 
 pub use calls::{EVENTS_SECRET, PLIVO_TOKEN, PUBLIC_BASE, plivo_callback, voximplant_event};
 pub use helpdesk::Helpdesk;
-pub use process::{Child, PrivateRedis};
+pub use process::Child;
+pub use relay_store::PrivateRedis;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -18,8 +18,10 @@ pub mod breaker;
 mod connection;
 mod dedup;
 mod ledger;
+mod private;
 mod records;
 
+pub use private::PrivateRedis;
 pub use records::{DeliveryRecord, DeliveryStatus};
 
 use std::sync::Arc;

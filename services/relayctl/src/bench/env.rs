@@ -121,7 +121,11 @@ impl BenchEnv {
     /// helpdesk messages. Ingress takes Voximplant and Plivo callbacks; the worker runs the
     /// min-balance alert and the call log (its defaults: an answered call's messages never
     /// wait for `missed_grace`).
-    pub(crate) fn create(sink: SocketAddr, out_dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn create(
+        sink: SocketAddr,
+        out_dir: &Path,
+        redis_url: &str,
+    ) -> anyhow::Result<Self> {
         let bin_dir = std::env::current_exe()?
             .parent()
             .context("relayctl has no directory")?
@@ -140,6 +144,8 @@ impl BenchEnv {
 
         let mut config = Config::default();
         config.amqp.url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
+        // A Redis of the bench's own, so the outage run can stop it without disturbing anyone.
+        config.redis.url = redis_url.to_owned();
         config.redis.key_prefix = format!("relay-bench:{id}:");
         config.telemetry.log_format = LogFormat::Json;
         config.telemetry.log_filter = "warn".to_owned();
@@ -252,11 +258,7 @@ impl Drop for BenchEnv {
             eprintln!("bench cleanup: {e}");
         }
         let _ = std::fs::remove_file(&self.config_path);
-        // Every key under the bench prefix (their TTLs would expire them too, in days).
-        if let Err(e) =
-            relay_store::purge_prefix(&self.config.redis.url, &self.config.redis.key_prefix)
-        {
-            eprintln!("bench cleanup: {e}");
-        }
+        // The keys live in the bench's own Redis, which keeps nothing on disk and stops with
+        // the bench.
     }
 }

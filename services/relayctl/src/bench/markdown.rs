@@ -51,6 +51,30 @@ impl Results {
                 r.ingress_cpu_seconds
             );
         }
+        if let Some(o) = &self.redis_outage {
+            let _ = writeln!(
+                m,
+                "\n### Ingress with Redis stopped (concurrency {})\n\nThe bench's own Redis killed; the store's breaker skips it after its first failures.\n",
+                o.concurrency
+            );
+            let _ = writeln!(
+                m,
+                "| Redis | req/s | p50 ms | p99 ms | p99.9 ms | failures |"
+            );
+            let _ = writeln!(m, "|---|---|---|---|---|---|");
+            for (label, t) in [("up", &o.redis_up), ("stopped", &o.redis_stopped)] {
+                let _ = writeln!(
+                    m,
+                    "| {label} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+                    t.per_second, t.latency.p50_ms, t.latency.p99_ms, t.latency.p999_ms, t.failures
+                );
+            }
+            let _ = writeln!(
+                m,
+                "\nStopped / up: {:.2} of the throughput.",
+                o.redis_stopped.per_second / o.redis_up.per_second
+            );
+        }
         m.push_str(&self.min_balance_table());
         let at = self.p99_over_50ms_at.map_or_else(
             || "not within the rates run".to_owned(),

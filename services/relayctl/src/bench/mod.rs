@@ -21,6 +21,7 @@ mod chart;
 mod env;
 mod load;
 mod markdown;
+mod outage;
 mod report;
 mod sink;
 
@@ -93,7 +94,8 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
     );
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let sink = sink::RecordingSink::start(WEBHOOK_SECRET, HELPDESK_SECRET).await?;
-    let mut env = BenchEnv::create(sink.addr, &args.out)?;
+    let mut redis = relay_store::PrivateRedis::start().await;
+    let mut env = BenchEnv::create(sink.addr, &args.out, &redis.url())?;
     env.service_threads = args.service_threads;
     let url = format!("{}/v1/voximplant/callbacks", env.ingress_url);
     let channel = env.channel().await?;
@@ -163,6 +165,17 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
             ingress_cpu_seconds: cpu,
         });
     }
+
+    // 1b. Ingress again with its Redis stopped, then Redis back for the rest.
+    let redis_outage = outage::ingress_without_redis(
+        &url,
+        &mut redis,
+        &channel,
+        args.concurrency[0],
+        args.requests,
+        &ingress_runs[0].ingress,
+    )
+    .await?;
 
     // 2. End to end at fixed rates: min-balance callbacks, then calls.
     let worker = env.start("relay-worker").await?;
@@ -249,7 +262,7 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
     worker.stop();
     ingress.stop();
 
-    let results = Results::new(
+    let mut results = Results::new(
         command,
         args.quick,
         ingress_runs,
@@ -261,6 +274,7 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
         usage,
         sink.arrivals.lock().map_or(0, |a| a.bad_signatures),
     );
+    results.redis_outage = Some(redis_outage);
     results.print_end_to_end();
     results.print_targets();
     let written = results.write(&args.out, (!args.quick).then_some(args.markdown.as_path()))?;

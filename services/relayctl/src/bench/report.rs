@@ -24,6 +24,14 @@ pub(crate) struct IngressRun {
     pub(crate) ingress_cpu_seconds: f64,
 }
 
+/// Ingress throughput with Redis stopped, beside Redis up, at one concurrency.
+#[derive(Debug, Serialize)]
+pub(crate) struct RedisOutage {
+    pub(crate) concurrency: usize,
+    pub(crate) redis_up: Throughput,
+    pub(crate) redis_stopped: Throughput,
+}
+
 #[derive(Debug, Serialize)]
 pub(crate) struct E2eRun {
     pub(crate) offered_rate: u32,
@@ -102,6 +110,8 @@ pub(crate) struct Results {
     pub(crate) command: String,
     pub(crate) quick: bool,
     pub(crate) ingress: Vec<IngressRun>,
+    /// Ingress with its Redis stopped, beside the same run with Redis up.
+    pub(crate) redis_outage: Option<RedisOutage>,
     #[serde(flatten)]
     pub(crate) end_to_end: EndToEnd,
     /// The lowest offered rate whose p99 exceeded 50 ms (none: not within the rates run).
@@ -207,6 +217,7 @@ impl Results {
             command,
             quick,
             ingress,
+            redis_outage: None,
             end_to_end,
             p99_over_50ms_at,
             delivery,
