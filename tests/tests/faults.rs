@@ -122,6 +122,26 @@ impl Run {
     }
 }
 
+/// Polls `admin`'s /readyz until `done(status, body)`.
+async fn readyz_until(admin: std::net::SocketAddr, done: impl Fn(u16, &str) -> bool) {
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + RECOVERY;
+    loop {
+        if let Ok(response) = client.get(format!("http://{admin}/readyz")).send().await {
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            if done(status, &body) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "/readyz stayed {status}: {body}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits long enough for some load to flow (a moment of steady state between faults).
 async fn steady(load: &Load, more: usize) {
     let target = load.accepted().len() + more;
@@ -309,6 +329,34 @@ async fn faults_on_a_three_node_cluster_lose_nothing() {
     )
     .await;
     cluster.restart(through).await;
+
+    // A memory alarm: the broker blocks publishers; ingress says so in /readyz until it lifts.
+    let before = load.refused();
+    for node in 0..3 {
+        cluster
+            .ctl(node, &["set_vm_memory_high_watermark", "0.000001"])
+            .await;
+    }
+    let admin = services.ingress.as_ref().unwrap().admin;
+    readyz_until(admin, |status, body| {
+        status == 503 && body.contains("broker-alarm")
+    })
+    .await;
+    for node in 0..3 {
+        cluster
+            .ctl(node, &["set_vm_memory_high_watermark", "0.4"])
+            .await;
+    }
+    readyz_until(admin, |status, _| status == 200).await;
+    steady(&load, 20).await;
+    run.after(
+        "memory alarm (publishers blocked)",
+        &load,
+        &sink,
+        before,
+        false,
+    )
+    .await;
 
     // Each node restarted in turn.
     for node in 0..3 {
