@@ -184,12 +184,7 @@ impl Runner {
         headers::put_int(&mut copy, headers::ATTEMPT, i64::from(next));
         headers::put_int(&mut copy, RETRY_SINCE, since);
         headers::put_str(&mut copy, headers::DETAIL, detail);
-        let message_id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
+        let message_id = headers::message_id(&delivery.properties);
         let published = self
             .broker
             .publish_patiently(

@@ -183,12 +183,7 @@ fn is_poison(delivery: &Delivery, limit: u32) -> bool {
 
 /// Parks a poison message in `relay.dead` (`lot`) with its reason, visibly.
 async fn park_poison(broker: &Broker, delivery: &Delivery, lot: &str, queue: &str) -> Disposition {
-    let id = delivery
-        .properties
-        .message_id()
-        .as_ref()
-        .map(|s| s.to_string())
-        .unwrap_or_default();
+    let id = crate::headers::message_id(&delivery.properties);
     tracing::error!(
         queue,
         message_id = %id,

@@ -17,6 +17,15 @@ pub const DESTINATION: &str = "x-relay-destination";
 /// Routing key the message had when it was dead-lettered (replay publishes with it again).
 pub const ROUTING_KEY: &str = "x-relay-routing-key";
 
+/// A message's `message_id`, or `""` when it has none.
+pub fn message_id(properties: &lapin::BasicProperties) -> String {
+    properties
+        .message_id()
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_default()
+}
+
 /// Inserts a string header.
 pub fn put_str(table: &mut FieldTable, key: &str, value: impl Into<String>) {
     table.insert(

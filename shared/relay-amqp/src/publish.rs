@@ -189,12 +189,7 @@ impl Broker {
         for (k, v) in std::mem::take(&mut extra).inner() {
             table.insert(k.clone(), v.clone());
         }
-        let message_id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
+        let message_id = crate::headers::message_id(&delivery.properties);
         let content_type = delivery
             .properties
             .content_type()

@@ -27,3 +27,32 @@ pub(crate) fn numeric_text() -> impl Strategy<Value = String> {
     (core, "[ \t]{0,3}", "[ \t]{0,3}")
         .prop_map(|(core, before, after)| format!("{before}{core}{after}"))
 }
+
+/// The thirteen call parameters of Plivo's official V3 vectors (plivo-go `utils_test.go`,
+/// plivo-ruby `signature_spec.rb`), in wire order.
+pub(crate) fn plivo_vector_call() -> Vec<(String, String)> {
+    [
+        ("Direction", "outbound"),
+        ("From", "19792014278"),
+        ("ALegUUID", "3e82ae9d-2c78-4d85-b1a4-6eae7dbafb36"),
+        ("CallStatus", "in-progress"),
+        ("BillRate", "0.002"),
+        ("ParentAuthID", "MANWVLYTK4ZWU1YTY4QA"),
+        (
+            "To",
+            "sip:PlivoSignature382029104058171078704104@phone-qa.voice.plivodev.com",
+        ),
+        ("ALegRequestUUID", "3e82ae9d-2c78-4d85-b1a4-6eae7dbafb36"),
+        ("CallUUID", "3e82ae9d-2c78-4d85-b1a4-6eae7dbafb36"),
+        ("RequestUUID", "3e82ae9d-2c78-4d85-b1a4-6eae7dbafb36"),
+        (
+            "SIP-H-To",
+            "<sip:PlivoSignature382029104058171078704104@52.9.11.55;transport=udp>;tag=1",
+        ),
+        ("SessionStart", "2020-04-08 11:34:33.238707"),
+        ("Event", "StartApp"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
+}

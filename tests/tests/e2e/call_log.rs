@@ -65,6 +65,40 @@ fn inbound<'a>(call: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a
     params
 }
 
+/// The caller's leg answered by the application (`Call started`).
+async fn app_answers(addr: std::net::SocketAddr, call: &str) {
+    send(
+        addr,
+        "/v1/plivo/answer",
+        &inbound(call, &[("CallStatus", "in-progress")]),
+    )
+    .await;
+}
+
+/// Alice's agent leg answers (Dial callbackUrl), then the caller hangs up.
+async fn agent_answers_then_hangup(addr: std::net::SocketAddr, call: &str) {
+    send(
+        addr,
+        "/v1/plivo/status",
+        &inbound(
+            call,
+            &[
+                ("DialAction", "answer"),
+                ("DialALegUUID", call),
+                ("DialBLegUUID", "agent"),
+                ("DialBLegTo", AGENT),
+            ],
+        ),
+    )
+    .await;
+    send(
+        addr,
+        "/v1/plivo/hangup",
+        &inbound(call, &[("CallStatus", "completed")]),
+    )
+    .await;
+}
+
 fn plivo_time(at: OffsetDateTime) -> String {
     at.format(format_description!(
         "[year]-[month]-[day] [hour]:[minute]:[second]"
@@ -467,32 +501,8 @@ async fn a_failing_thread_waits_alone_while_other_sessions_flow() {
     helpdesk.fail(&thread_a);
 
     for call in [&a, &b] {
-        send(
-            relay.addr,
-            "/v1/plivo/answer",
-            &inbound(call, &[("CallStatus", "in-progress")]),
-        )
-        .await;
-        send(
-            relay.addr,
-            "/v1/plivo/status",
-            &inbound(
-                call,
-                &[
-                    ("DialAction", "answer"),
-                    ("DialALegUUID", call),
-                    ("DialBLegUUID", "agent"),
-                    ("DialBLegTo", AGENT),
-                ],
-            ),
-        )
-        .await;
-        send(
-            relay.addr,
-            "/v1/plivo/hangup",
-            &inbound(call, &[("CallStatus", "completed")]),
-        )
-        .await;
+        app_answers(relay.addr, call).await;
+        agent_answers_then_hangup(relay.addr, call).await;
     }
     // B's whole thread arrives while A's first message keeps failing.
     helpdesk.wait_for_thread(&thread_b, 3, WAIT).await;
@@ -574,35 +584,11 @@ async fn a_worker_killed_mid_session_loses_nothing_and_repeats_nothing() {
 
     let calls: Vec<String> = (0..6).map(|_| call_id()).collect();
     for call in &calls {
-        send(
-            addr,
-            "/v1/plivo/answer",
-            &inbound(call, &[("CallStatus", "in-progress")]),
-        )
-        .await;
+        app_answers(addr, call).await;
     }
     // Everything else of every call, then kill -9 while the worker is busy with it.
     for call in &calls {
-        send(
-            addr,
-            "/v1/plivo/status",
-            &inbound(
-                call,
-                &[
-                    ("DialAction", "answer"),
-                    ("DialALegUUID", call),
-                    ("DialBLegUUID", "agent"),
-                    ("DialBLegTo", AGENT),
-                ],
-            ),
-        )
-        .await;
-        send(
-            addr,
-            "/v1/plivo/hangup",
-            &inbound(call, &[("CallStatus", "completed")]),
-        )
-        .await;
+        agent_answers_then_hangup(addr, call).await;
     }
     worker.kill();
     let worker = env.spawn("relay-worker").await;

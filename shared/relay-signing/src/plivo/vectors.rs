@@ -17,29 +17,8 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The thirteen call parameters of the official vectors, in wire order.
 fn call() -> Vec<(String, String)> {
-    pairs(&[
-        ("Direction", "outbound"),
-        ("From", "19792014278"),
-        ("ALegUUID", "3e82ae9d-2c78-4d85-b1a4-6eae7dbafb36"),
-        ("CallStatus", "in-progress"),
-        ("BillRate", "0.002"),
-        ("ParentAuthID", "MANWVLYTK4ZWU1YTY4QA"),
-        (
-            "To",
-            "sip:PlivoSignature382029104058171078704104@phone-qa.voice.plivodev.com",
-        ),
-        ("ALegRequestUUID", "3e82ae9d-2c78-4d85-b1a4-6eae7dbafb36"),
-        ("CallUUID", "3e82ae9d-2c78-4d85-b1a4-6eae7dbafb36"),
-        ("RequestUUID", "3e82ae9d-2c78-4d85-b1a4-6eae7dbafb36"),
-        (
-            "SIP-H-To",
-            "<sip:PlivoSignature382029104058171078704104@52.9.11.55;transport=udp>;tag=1",
-        ),
-        ("SessionStart", "2020-04-08 11:34:33.238707"),
-        ("Event", "StartApp"),
-    ])
+    crate::test_support::plivo_vector_call()
 }
 
 fn verifies(method: Method, url: &str, params: &[(String, String)], sig: &str) -> bool {
