@@ -2,7 +2,8 @@
 //!
 //! `send` posts correctly signed sample callbacks, `sink` runs a local receiver that verifies
 //! what delivery sends, `topology` declares the broker topology, `dead` lists and replays dead
-//! letters, `bench` measures. Every command reads the same configuration as the services
+//! letters, `bench` measures, `verify` explains why a captured request's signature does or does
+//! not verify. Every command reads the same configuration as the services
 //! (`--config`, `RELAY_CONFIG`, `relay.toml`, `RELAY__…` overrides), secrets included.
 
 #![allow(clippy::print_stdout)]
@@ -12,6 +13,9 @@ mod bench;
 mod dead;
 mod send;
 mod sink;
+mod verify;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use relay_core::config::Config;
@@ -47,32 +51,42 @@ enum Command {
     Dead(dead::DeadCommand),
     /// Measure the relay on this machine, beside RabbitMQ's own limit.
     Bench(bench::BenchArgs),
+    /// Explain why a captured request's signature does (or does not) verify for a source.
+    ///
+    /// Exit code 0 when it verifies, 1 when not, 2 on a usage error.
+    Verify(verify::VerifyArgs),
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `verify` tells "does not verify" (1) from a usage error (2), as clap's own errors are.
+    let usage_error = if matches!(cli.command, Command::Verify(_)) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    };
     // An operator tool: one clear line with its causes, never a stack trace.
-    match run(Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    match run(cli).await {
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
+            usage_error
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(cli.config.as_deref())?;
     if std::env::var_os("RUST_LOG").is_some() {
         relay_telemetry::init_for_tests();
     }
     match cli.command {
-        Command::Send(args) => send::run(&config, args).await,
-        Command::Sink(args) => sink::run(&config, args).await,
+        Command::Send(args) => send::run(&config, args).await?,
+        Command::Sink(args) => sink::run(&config, args).await?,
         Command::Topology => {
             amqp::declare(&config).await?;
             println!("topology declared");
-            Ok(())
         }
         Command::HashPassword => {
             let mut password = String::new();
@@ -80,12 +94,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = password.trim_end_matches(['\r', '\n']);
             anyhow::ensure!(!password.is_empty(), "no password on standard input");
             println!("{}", relay_signing::password::hash_argon2(password)?);
-            Ok(())
         }
-        Command::Delivery { job_id } => show_delivery(&config, &job_id).await,
-        Command::Dead(command) => dead::run(&config, command).await,
-        Command::Bench(args) => bench::run(&config, args).await,
+        Command::Delivery { job_id } => show_delivery(&config, &job_id).await?,
+        Command::Dead(command) => dead::run(&config, command).await?,
+        Command::Bench(args) => bench::run(&config, args).await?,
+        Command::Verify(args) => return verify::run(&config, args),
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn show_delivery(config: &Config, job_id: &str) -> anyhow::Result<()> {

@@ -34,6 +34,26 @@ pub fn verify(header: Option<&str>, username: &str, password: &str) -> Result<()
     }
 }
 
+/// The user name and password of an `Authorization: Basic` value, decoded (for explaining a
+/// request; [`verify`] decides).
+pub fn credentials(header: &str) -> Result<(Vec<u8>, Vec<u8>), VerifyError> {
+    let (scheme, encoded) = header
+        .trim()
+        .split_once(' ')
+        .ok_or(VerifyError::Malformed("expected `Basic <credentials>`"))?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(VerifyError::Malformed("expected the Basic scheme"));
+    }
+    let decoded = b64()
+        .decode(encoded.trim())
+        .map_err(|_| VerifyError::Malformed("credentials are not base64"))?;
+    let colon = decoded
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(VerifyError::Malformed("credentials lack a `:`"))?;
+    Ok((decoded[..colon].to_vec(), decoded[colon + 1..].to_vec()))
+}
+
 /// The header value for `username` and `password`.
 pub fn header(username: &str, password: &str) -> String {
     format!("Basic {}", b64().encode(format!("{username}:{password}")))
@@ -66,6 +86,16 @@ mod tests {
             ),
             Ok(())
         );
+    }
+
+    #[test]
+    fn credentials_decode_the_rfc_example() {
+        assert_eq!(
+            credentials("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+            Ok((b"Aladdin".to_vec(), b"open sesame".to_vec()))
+        );
+        assert!(credentials("Bearer abc").is_err());
+        assert!(credentials("Basic dXNlcg==").is_err());
     }
 
     #[test]

@@ -43,6 +43,19 @@ impl Secret {
         }
         Ok(Self(key))
     }
+
+    /// A key of raw bytes, not decoded from a `whsec_` secret: for explaining what a sender
+    /// that keys its HMAC with the secret's text (a common mistake) would have signed.
+    pub fn from_key_bytes(key: &[u8]) -> Self {
+        Self(key.to_vec())
+    }
+}
+
+/// Exactly the bytes a signature covers: `id + "." + timestamp + "." + body`.
+pub fn signed_content(id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    let mut content = format!("{id}.{timestamp}.").into_bytes();
+    content.extend_from_slice(body);
+    content
 }
 
 /// The `v1,<base64>` signature of a message.
@@ -171,6 +184,20 @@ mod tests {
             verify(&secret(), Some(ID), Some("soon"), Some(SIG), BODY, TS, 300),
             Err(VerifyError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn signed_content_and_raw_keys() {
+        assert_eq!(
+            signed_content(ID, TS, BODY),
+            br#"msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330.{"test": 2432232314}"#.to_vec()
+        );
+        let decoded = b64().decode(&SECRET["whsec_".len()..]).unwrap();
+        assert_eq!(sign(&Secret::from_key_bytes(&decoded), ID, TS, BODY), SIG);
+        assert_ne!(
+            sign(&Secret::from_key_bytes(SECRET.as_bytes()), ID, TS, BODY),
+            SIG
+        );
     }
 
     #[test]

@@ -58,6 +58,13 @@ pub enum Body<'a> {
     Raw(&'a [u8]),
 }
 
+/// The two URLs a signature is accepted over ([`verify`]): `url` without its port, and `url`
+/// with the scheme's default port when none is written (else as written). `None` when `url` is
+/// not absolute.
+pub fn signed_urls(url: &str) -> Option<[String; 2]> {
+    url_variants(url)
+}
+
 /// The URL without its port, and with the default port when none is written.
 fn url_variants(url: &str) -> Option<[String; 2]> {
     let parts = UrlParts::parse(url)?;
@@ -290,6 +297,23 @@ mod tests {
             ),
             Err(VerifyError::Mismatch)
         );
+    }
+
+    #[test]
+    fn signed_urls_drop_the_port_or_add_the_default() {
+        assert_eq!(
+            signed_urls(URL).unwrap(),
+            [URL.to_owned(), URL.replace(".com", ".com:443")]
+        );
+        let with_port = "http://mycompany.com:1234/myapp.php";
+        assert_eq!(
+            signed_urls(with_port).unwrap(),
+            [
+                "http://mycompany.com/myapp.php".to_owned(),
+                with_port.to_owned()
+            ]
+        );
+        assert!(signed_urls("/myapp.php").is_none());
     }
 
     proptest! {

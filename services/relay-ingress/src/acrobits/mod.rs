@@ -21,7 +21,7 @@ use relay_core::{CloudEvent, ids, phone};
 use relay_signing::password;
 use serde_json::{Map, Value};
 
-mod params;
+pub mod params;
 mod reply;
 
 use params::{first, parameters};

@@ -5,41 +5,53 @@ use serde_json::Value;
 
 use super::reply::Refusal;
 
-/// The request's parameters: query, then a form or JSON body (numbers become text).
-pub(super) fn parameters(
-    uri: &Uri,
-    headers: &HeaderMap,
+/// One parameter of a web-callback request, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parameter {
+    /// `query`, `json` or `form`.
+    pub from: &'static str,
+    /// Its name.
+    pub name: String,
+    /// Its value (JSON numbers and booleans as text).
+    pub value: String,
+}
+
+/// Why the body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParameterError {
+    /// A JSON content type with a body that is not JSON.
+    #[error("The request body is not JSON: {0}")]
+    NotJson(String),
+    /// JSON, but not an object.
+    #[error("The request body must be a JSON object.")]
+    NotAnObject,
+}
+
+/// The parameters exactly as the route reads them: the query, then a JSON body (strings,
+/// numbers, booleans) when the content type says JSON, else a form body (the app's default,
+/// also without a content type). Public so that `relayctl verify` reads a capture the same way.
+pub fn read(
+    query: &str,
+    content_type: &str,
     body: &[u8],
-) -> Result<Vec<(String, String)>, Refusal> {
-    let mut params: Vec<(String, String)> =
-        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
+) -> Result<Vec<Parameter>, ParameterError> {
+    let pairs = |from: &'static str, bytes: &[u8]| -> Vec<Parameter> {
+        form_urlencoded::parse(bytes)
+            .map(|(k, v)| Parameter {
+                from,
+                name: k.into_owned(),
+                value: v.into_owned(),
+            })
+            .collect()
+    };
+    let mut params = pairs("query", query.as_bytes());
     if body.is_empty() {
         return Ok(params);
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    if content_type.contains("json") {
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
-            Refusal::new(
-                StatusCode::BAD_REQUEST,
-                crate::problem::types::MALFORMED_BODY,
-                "malformed",
-                format!("The request body is not JSON: {e}"),
-            )
-        })?;
-        let object = value.as_object().ok_or_else(|| {
-            Refusal::new(
-                StatusCode::BAD_REQUEST,
-                crate::problem::types::MALFORMED_BODY,
-                "malformed",
-                "The request body must be a JSON object.",
-            )
-        })?;
+    if content_type.to_ascii_lowercase().contains("json") {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| ParameterError::NotJson(e.to_string()))?;
+        let object = value.as_object().ok_or(ParameterError::NotAnObject)?;
         for (k, v) in object {
             let text = match v {
                 Value::String(s) => s.clone(),
@@ -47,13 +59,38 @@ pub(super) fn parameters(
                 Value::Bool(b) => b.to_string(),
                 _ => continue,
             };
-            params.push((k.clone(), text));
+            params.push(Parameter {
+                from: "json",
+                name: k.clone(),
+                value: text,
+            });
         }
     } else {
-        // The app's default is form encoding, also when it sends no Content-Type.
-        params.extend(form_urlencoded::parse(body).into_owned());
+        params.extend(pairs("form", body));
     }
     Ok(params)
+}
+
+/// The request's parameters as (name, value), or the refusal for an unreadable body.
+pub(super) fn parameters(
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, Refusal> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    read(uri.query().unwrap_or_default(), content_type, body)
+        .map(|params| params.into_iter().map(|p| (p.name, p.value)).collect())
+        .map_err(|e| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                crate::problem::types::MALFORMED_BODY,
+                "malformed",
+                e.to_string(),
+            )
+        })
 }
 
 pub(super) fn first<'a>(params: &'a [(String, String)], names: &[String]) -> Option<&'a str> {

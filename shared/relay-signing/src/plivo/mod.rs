@@ -93,6 +93,13 @@ pub fn sign_v3(
     SignedRequest::new(url, method, params.to_vec()).map(|r| r.sign_v3(auth_token, nonce))
 }
 
+/// The V3 signature of one base string (one of [`SignedRequest::base_strings`]) with `nonce`:
+/// what a sender signing that layout puts in the header. For explaining a request (relayctl
+/// verify); verification compares against every layout at once.
+pub fn sign_v3_base(auth_token: &str, base: &str, nonce: &str) -> String {
+    v3_mac(auth_token, base, nonce)
+}
+
 fn v3_mac(auth_token: &str, base: &str, nonce: &str) -> String {
     b64().encode(hmac_sha256(
         auth_token.as_bytes(),
