@@ -11,42 +11,48 @@ pub use load::{FaultSink, Load, Outcome, event_id, settle, table};
 
 use std::process::Stdio;
 
-/// Closes every connection the shared broker holds on `vhost` (the relay's, not other
-/// tests'): a broker restart as the services see it.
-pub async fn close_connections(vhost: &str) -> usize {
+/// Runs the shared broker's `rabbitmqctl` (`RELAY_RABBITMQCTL` names another command line,
+/// e.g. `sudo rabbitmqctl`); returns whether it succeeded and what it printed.
+pub async fn rabbitmqctl(args: &[&str]) -> (bool, String) {
     let command = std::env::var("RELAY_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".to_owned());
     let mut words = command.split_whitespace();
     let program = words.next().unwrap_or("rabbitmqctl").to_owned();
-    let prefix: Vec<String> = words.map(str::to_owned).collect();
-    let run = |args: Vec<String>| {
-        let mut command = tokio::process::Command::new(&program);
-        command.args(&prefix).args(args).stdin(Stdio::null());
-        async move { command.output().await.expect("rabbitmqctl runs") }
-    };
-    let listed = run([
+    let out = tokio::process::Command::new(program)
+        .args(words)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("rabbitmqctl runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Closes every connection the shared broker holds on `vhost` (the relay's, not other
+/// tests'): a broker restart as the services see it.
+pub async fn close_connections(vhost: &str) -> usize {
+    let (_, listed) = rabbitmqctl(&[
         "list_connections",
         "pid",
         "vhost",
         "--no-table-headers",
         "-s",
-    ]
-    .map(str::to_owned)
-    .to_vec())
+    ])
     .await;
-    let text = String::from_utf8_lossy(&listed.stdout).into_owned();
     let mut closed = 0;
-    for line in text.lines() {
+    for line in listed.lines() {
         let mut cols = line.split('\t');
         let (Some(pid), Some(on)) = (cols.next(), cols.next()) else {
             continue;
         };
         if on.trim() == vhost {
-            run(vec![
-                "close_connection".to_owned(),
-                pid.trim().to_owned(),
-                "fault injection".to_owned(),
-            ])
-            .await;
+            rabbitmqctl(&["close_connection", pid.trim(), "fault injection"]).await;
             closed += 1;
         }
     }

@@ -153,3 +153,83 @@ async fn a_message_that_keeps_coming_back_is_parked_visibly_with_its_reason() {
     );
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_holds_an_accepted_event_through_refused_publishes_instead_of_parking_it() {
+    let mut sink = Sink::start(&[]).await;
+    let mut env = TestEnv::new();
+    // Few redeliveries allowed: requeueing on each refused publish would park the event fast.
+    env.config.amqp.delivery_limit = 3;
+    env.alerts_to(&sink.url);
+    let (ingress, addr) = start_ingress(&env.config).await;
+    let worker = start_worker(&env.config).await;
+    ingress.wait_ready().await;
+    worker.wait_ready().await;
+
+    // relay.deliveries refuses every publish for a while: a policy caps it at one message,
+    // and one is put there (nothing consumes it yet).
+    let policy = [
+        "set_policy",
+        "-p",
+        env.vhost.as_str(),
+        "--apply-to",
+        "queues",
+        "refuse-jobs",
+        "^relay\\.deliveries$",
+        r#"{"max-length": 1, "overflow": "reject-publish"}"#,
+    ];
+    let (ok, out) = relay_e2e::faults::rabbitmqctl(&policy).await;
+    assert!(ok, "set_policy: {out}");
+    let channel = env.channel().await;
+    channel.confirm_select(Default::default()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let confirm = channel
+            .basic_publish(
+                "relay.deliveries".into(),
+                "".into(),
+                Default::default(),
+                b"filler",
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        if confirm.is_nack() {
+            break; // full: the policy is in force
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the policy never took"
+        );
+    }
+    assert_eq!(
+        post_callbacks(addr, min_balance_body(77), &[])
+            .await
+            .status(),
+        200
+    );
+    // Long enough for several refused publishes (the worker retries with backoff).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (ok, out) =
+        relay_e2e::faults::rabbitmqctl(&["clear_policy", "-p", env.vhost.as_str(), "refuse-jobs"])
+            .await;
+    assert!(ok, "clear_policy: {out}");
+
+    let delivery = start_delivery(&env.config).await;
+    let alert = sink
+        .next(WAIT)
+        .await
+        .expect("the alert, once jobs are taken again");
+    let alert: serde_json::Value = serde_json::from_slice(&alert.body).unwrap();
+    assert_eq!(alert["account_id"], ACCOUNT_ID.to_string());
+    assert_eq!(
+        env.queue_len(&channel, "relay.dead.events").await,
+        0,
+        "the accepted event was not parked"
+    );
+    delivery.stop().await;
+    worker.stop().await;
+    ingress.stop().await;
+}
