@@ -488,6 +488,7 @@ impl Sender {
             updated_at: OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
+            history: Vec::new(),
         };
         if let Err(error) = self
             .store

@@ -22,7 +22,7 @@ mod private;
 mod records;
 
 pub use private::PrivateRedis;
-pub use records::{DeliveryRecord, DeliveryStatus};
+pub use records::{AttemptEntry, DeliveryRecord, DeliveryStatus, MAX_HISTORY};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -32,6 +32,44 @@ pub struct DeliveryRecord {
     pub last_outcome: String,
     /// When the record was written (RFC 3339).
     pub updated_at: String,
+    /// Every attempt, oldest first (the latest [`MAX_HISTORY`]).
+    #[serde(default)]
+    pub history: Vec<AttemptEntry>,
+}
+
+/// Attempts kept in a delivery's record; older ones are dropped.
+pub const MAX_HISTORY: usize = 50;
+
+/// One attempt of a delivery, as its record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptEntry {
+    /// When it ended (RFC 3339).
+    pub at: String,
+    /// What it came to: `delivered`, `retryable`, `rejected`, `gone`, `invalid`, or `deferred`
+    /// (not sent: the destination was at its limit or its breaker open).
+    pub outcome: String,
+    /// HTTP status, when there was a response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The kind of error without a response (`timeout`, `connection error`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How long it took, in milliseconds.
+    pub latency_ms: u64,
+    /// The first bytes of the response body (at most 1 KiB; never a secret of ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_excerpt: Option<String>,
+}
+
+impl DeliveryRecord {
+    /// Appends `entry` to the history, keeping the latest [`MAX_HISTORY`].
+    pub fn push_attempt(&mut self, entry: AttemptEntry) {
+        self.history.push(entry);
+        if self.history.len() > MAX_HISTORY {
+            let excess = self.history.len() - MAX_HISTORY;
+            self.history.drain(..excess);
+        }
+    }
 }
 
 impl Store {
@@ -116,5 +154,34 @@ impl Store {
             })
             .await?;
         Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u64) -> AttemptEntry {
+        AttemptEntry {
+            at: "2026-12-04T10:00:00Z".into(),
+            outcome: "retryable".into(),
+            status: Some(503),
+            error: None,
+            latency_ms: n,
+            response_excerpt: None,
+        }
+    }
+
+    #[test]
+    fn the_history_keeps_the_latest_attempts_and_old_records_still_parse() {
+        let old = r#"{"status":"delivered","attempts":2,"destination":"d","last_outcome":"status 200","updated_at":"2026-12-04T10:00:00Z"}"#;
+        let mut record: DeliveryRecord = serde_json::from_str(old).unwrap();
+        assert!(record.history.is_empty());
+        for n in 0..(MAX_HISTORY as u64 + 5) {
+            record.push_attempt(entry(n));
+        }
+        assert_eq!(record.history.len(), MAX_HISTORY);
+        assert_eq!(record.history[0].latency_ms, 5);
+        assert_eq!(record.history.last().unwrap().latency_ms, MAX_HISTORY as u64 + 4);
     }
 }

@@ -24,6 +24,16 @@ struct AdminState {
 impl AdminServer {
     /// Binds `addr` (port 0 picks a free port).
     pub async fn bind(addr: SocketAddr, readiness: Readiness) -> std::io::Result<Self> {
+        Self::bind_with(addr, readiness, Router::new()).await
+    }
+
+    /// Binds `addr` and serves the service's own admin `routes` beside the common ones (e.g.
+    /// delivery's `/v1/deliveries/{id}`): still the admin port, never the public one.
+    pub async fn bind_with(
+        addr: SocketAddr,
+        readiness: Readiness,
+        routes: Router,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let state = AdminState {
             readiness,
@@ -33,7 +43,8 @@ impl AdminServer {
             .route("/livez", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
-            .with_state(state);
+            .with_state(state)
+            .merge(routes);
         Ok(Self { listener, app })
     }
 
