@@ -182,6 +182,9 @@ mod tests {
         }
         assert_eq!(record.history.len(), MAX_HISTORY);
         assert_eq!(record.history[0].latency_ms, 5);
-        assert_eq!(record.history.last().unwrap().latency_ms, MAX_HISTORY as u64 + 4);
+        assert_eq!(
+            record.history.last().unwrap().latency_ms,
+            MAX_HISTORY as u64 + 4
+        );
     }
 }
