@@ -1,9 +1,9 @@
 //! relayctl: the relay operator's command line.
 //!
 //! `send` posts correctly signed sample callbacks, `sink` runs a local receiver that verifies
-//! what delivery sends, `topology` declares the broker topology, `dead` lists and replays dead
-//! letters, `bench` measures, `verify` explains why a captured request's signature does or does
-//! not verify. Every command reads the same configuration as the services
+//! what delivery sends, `topology` declares the broker topology, `dead` lists, shows, replays
+//! and purges parked messages, `bench` measures, `verify` explains why a captured request's
+//! signature does or does not verify. Every command reads the same configuration as the services
 //! (`--config`, `RELAY_CONFIG`, `relay.toml`, `RELAY__…` overrides), secrets included.
 
 #![allow(clippy::print_stdout)]
@@ -46,7 +46,7 @@ enum Command {
         /// The job id (the `Idempotency-Key` / `webhook-id` the destination saw).
         job_id: String,
     },
-    /// Inspect and replay dead letters.
+    /// Inspect, replay and purge parked messages (`relay.dead.*`, `relay.unrouted`).
     #[command(subcommand)]
     Dead(dead::DeadCommand),
     /// Measure the relay on this machine, beside RabbitMQ's own limit.

@@ -6,6 +6,7 @@
 mod acrobits;
 mod broker;
 mod call_log;
+mod dead_letters;
 mod delivery;
 mod hooks;
 mod http_layer;
