@@ -9,40 +9,35 @@
 //! Idempotency: every request carries the job id as `Idempotency-Key`, and a job whose record
 //! says `delivered` is not sent again.
 
+mod attempt;
+mod breaker;
+mod destination;
+mod http;
+mod in_flight;
 mod outcome;
 pub mod policy;
-mod send;
+mod settle;
+mod sign;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use relay_amqp::consumer::{self, Consumer};
 use relay_amqp::{Broker, BrokerSettings};
-use relay_core::config::{Config, ConfigError, DestinationConfig, Signing};
+use relay_core::config::Config;
 use relay_core::routing;
-use relay_signing::standard_webhooks;
 use relay_store::Store;
 use relay_telemetry::Readiness;
 use relay_telemetry::admin::{AdminServer, StartError};
 use tokio_util::sync::CancellationToken;
-
-/// A destination with its secret decoded once.
-pub(crate) struct Destination {
-    pub(crate) name: String,
-    pub(crate) config: DestinationConfig,
-    /// `config.url`, parsed once rather than on every request.
-    pub(crate) url: reqwest::Url,
-    pub(crate) webhook_secret: Option<standard_webhooks::Secret>,
-}
 
 /// A built, not yet consuming, relay-delivery.
 pub struct DeliveryService {
     admin: AdminServer,
     broker: Broker,
     background: CancellationToken,
-    sender: Arc<send::Sender>,
+    sender: Arc<attempt::Sender>,
     prefetch: u16,
     grace: Duration,
     delivery_limit: u32,
@@ -52,37 +47,7 @@ impl DeliveryService {
     /// Validates `config`, binds the admin port and starts connecting to RabbitMQ and Redis.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         config.validate_delivery()?;
-        let mut destinations = HashMap::new();
-        for (name, d) in &config.destinations {
-            let webhook_secret = match d.signing {
-                Signing::StandardWebhooks => {
-                    let field = format!("destinations.{name}.secret_env");
-                    let text = d
-                        .secret_env
-                        .as_ref()
-                        .map_or(Ok(""), |s| s.require(&field))?;
-                    Some(standard_webhooks::Secret::parse(text).map_err(|e| {
-                        ConfigError::Invalid {
-                            field,
-                            message: e.to_string(),
-                        }
-                    })?)
-                }
-                _ => None,
-            };
-            destinations.insert(
-                name.clone(),
-                Destination {
-                    name: name.clone(),
-                    url: reqwest::Url::parse(&d.url).map_err(|e| ConfigError::Invalid {
-                        field: format!("destinations.{name}.url"),
-                        message: e.to_string(),
-                    })?,
-                    config: d.clone(),
-                    webhook_secret,
-                },
-            );
-        }
+        let destinations = destination::from_config(&config)?;
         let readiness = Readiness::new();
         let background = CancellationToken::new();
         let broker = Broker::start(
@@ -103,15 +68,17 @@ impl DeliveryService {
         let admin = AdminServer::bind(config.delivery.admin_listen, readiness)
             .await
             .map_err(StartError::bind(config.delivery.admin_listen))?;
-        let sender = Arc::new(send::Sender {
-            broker: broker.clone(),
-            store,
+        let sender = Arc::new(attempt::Sender {
             client,
             destinations,
-            tiers: config.amqp.retry_tiers.clone(),
-            backoff_base: config.delivery.backoff_base,
-            backoff_max: config.delivery.backoff_max,
-            record_ttl: config.redis.delivery_record_ttl,
+            settle: settle::Settle {
+                broker: broker.clone(),
+                store,
+                tiers: config.amqp.retry_tiers.clone(),
+                backoff_base: config.delivery.backoff_base,
+                backoff_max: config.delivery.backoff_max,
+                record_ttl: config.redis.delivery_record_ttl,
+            },
         });
         Ok(Self {
             admin,

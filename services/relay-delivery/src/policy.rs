@@ -55,6 +55,18 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 
 pub use relay_core::backoff::{pick_tier, retry_delay};
 
+/// The delay tier for a job deferred without an attempt, expected to be taken after `wait`:
+/// the longest tier not past `wait` (so it comes back no later than needed, and is deferred
+/// again if still early), else the shortest.
+pub fn defer_tier(tiers: &[Duration], wait: Duration) -> Duration {
+    tiers
+        .iter()
+        .copied()
+        .rfind(|t| *t <= wait)
+        .or_else(|| tiers.first().copied())
+        .expect("configuration guarantees at least one tier")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +87,17 @@ mod tests {
         for s in [301, 302, 400, 401, 403, 404, 422] {
             assert_eq!(classify(s, None, NOW), Outcome::Permanent(s), "{s}");
         }
+    }
+
+    #[test]
+    fn deferrals_come_back_no_later_than_needed() {
+        let tiers: Vec<Duration> = [1, 5, 30].into_iter().map(Duration::from_secs).collect();
+        let at = |ms| defer_tier(&tiers, Duration::from_millis(ms));
+        assert_eq!(at(0), Duration::from_secs(1), "at least the shortest");
+        assert_eq!(at(999), Duration::from_secs(1));
+        assert_eq!(at(9_999), Duration::from_secs(5));
+        assert_eq!(at(30_000), Duration::from_secs(30));
+        assert_eq!(at(86_400_000), Duration::from_secs(30));
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod delivery;
 mod hooks;
 mod http_layer;
 mod ingress;
+mod isolation;
 mod plivo;
 mod raw;
 mod resilience;
