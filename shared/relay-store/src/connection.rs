@@ -40,9 +40,11 @@ pub(crate) async fn connect_loop(
         match attempt {
             Ok(manager) => {
                 tracing::info!("connected to Redis");
+                // The breaker first: whoever waits for the connection (`wait_connected`) may
+                // use the store at once, and must not find the breaker still open.
+                inner.breaker.record(Input::Answered);
                 inner.connection.send_replace(Some(manager.clone()));
                 check.set(true);
-                inner.breaker.record(Input::Answered);
                 // The manager reconnects by itself from here on; the probe closes the breaker
                 // once Redis answers again.
                 probe(&inner, manager, &stop).await;
