@@ -27,6 +27,17 @@ pub(crate) const PLIVO_TOKEN: &str = "bench-plivo-token";
 /// The helpdesk destination's Re:amaze signing secret (bench only).
 pub(crate) const HELPDESK_SECRET: &str = "bench-helpdesk-secret";
 
+/// The isolation scenario's healthy destination (the recording sink, this path).
+pub(crate) const ISOLATION_B: &str = "isolation-b";
+/// The isolation scenario's stuck destination (the holding sink).
+pub(crate) const ISOLATION_A: &str = "isolation-a";
+/// The path of [`ISOLATION_B`] at the recording sink.
+pub(crate) const ISOLATION_B_PATH: &str = "/isolation-b";
+/// How long delivery waits for the stuck destination: longer than any bench run, so its
+/// requests stay held until the bench releases them and what the scenario measures is the
+/// in-flight limit alone (not the attempt timeout and the breaker it would then open).
+const STUCK_TIMEOUT: Duration = Duration::from_secs(1800);
+
 /// Every bench secret: the environment variable the configuration names, and its value.
 const SECRETS: [(&str, &str); 5] = [
     ("RELAY_BENCH_SALT", SALT),
@@ -84,8 +95,18 @@ impl Service {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Drop kills it.
+    }
+}
+
+impl Drop for Service {
+    /// A service still running when its handle goes (the bench stopping early on an error) is
+    /// killed, so the bench never leaves one behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -118,11 +139,13 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 
 impl BenchEnv {
     /// Creates the vhost and writes the configuration; `sink` receives the alerts and the
-    /// helpdesk messages. Ingress takes Voximplant and Plivo callbacks; the worker runs the
-    /// min-balance alert and the call log (its defaults: an answered call's messages never
-    /// wait for `missed_grace`).
+    /// helpdesk messages (and the isolation scenario's healthy destination), `stuck` is the
+    /// isolation scenario's destination that never answers. Ingress takes Voximplant and Plivo
+    /// callbacks; the worker runs the min-balance alert and the call log (its defaults: an
+    /// answered call's messages never wait for `missed_grace`).
     pub(crate) fn create(
         sink: SocketAddr,
+        stuck: SocketAddr,
         out_dir: &Path,
         redis_url: &str,
     ) -> anyhow::Result<Self> {
@@ -189,6 +212,22 @@ impl BenchEnv {
                 )),
             ),
         );
+        // The isolation scenario: B signed like the alerts (the sink verifies it), A unsigned
+        // (the holding sink reads nothing); both with the default in-flight limit.
+        config.destinations.insert(
+            ISOLATION_B.to_owned(),
+            DestinationConfig::new(
+                format!("http://{sink}{ISOLATION_B_PATH}"),
+                Signing::StandardWebhooks,
+                Some(EnvSecret::with_value(
+                    "RELAY_BENCH_WEBHOOK_SECRET",
+                    WEBHOOK_SECRET,
+                )),
+            ),
+        );
+        let mut stuck = DestinationConfig::new(format!("http://{stuck}/"), Signing::None, None);
+        stuck.timeout = STUCK_TIMEOUT;
+        config.destinations.insert(ISOLATION_A.to_owned(), stuck);
         std::fs::create_dir_all(out_dir)?;
         let config_path = out_dir.join("bench-relay.toml");
         std::fs::write(&config_path, toml::to_string(&config)?)?;

@@ -1,5 +1,5 @@
-//! The Markdown of the results: the section appended to BENCHMARKS.md, and its end-to-end
-//! tables on the console.
+//! The Markdown of the results: the section appended to BENCHMARKS.md, and its end-to-end and
+//! isolation tables on the console. Scenarios left out by `--only` leave their section out.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -8,13 +8,22 @@ use super::calls::CALLBACK_OFFSETS_MS;
 use super::report::Results;
 
 impl Results {
-    /// Prints the end-to-end tables of both scenarios.
+    /// Prints the end-to-end tables of both scenarios, and the isolation table (those that ran).
     pub(crate) fn print_end_to_end(&self) {
-        print!("{}\n{}", self.min_balance_table(), self.calls_table());
+        if !self.end_to_end.min_balance.is_empty() {
+            println!("{}", self.min_balance_table());
+        }
+        if !self.end_to_end.calls.is_empty() {
+            print!("{}", self.calls_table());
+        }
+        if let Some(table) = self.isolation_table() {
+            print!("{table}");
+        }
     }
 
-    /// The section appended to BENCHMARKS.md; `svg` is the chart it links to.
-    pub(super) fn markdown(&self, svg: &Path) -> String {
+    /// The section appended to BENCHMARKS.md; `svg` is the chart it links to (none when the
+    /// end-to-end scenario did not run).
+    pub(super) fn markdown(&self, svg: Option<&Path>) -> String {
         let mut m = String::new();
         let _ = writeln!(
             m,
@@ -27,29 +36,8 @@ impl Results {
             self.machine
         );
         let _ = writeln!(m, "Command: `{}`\n", self.command);
-        let _ = writeln!(m, "### Ingress vs. the broker's own limit\n");
-        let _ = writeln!(
-            m,
-            "| concurrency | ingress req/s | p50 ms | p99 ms | p99.9 ms | failures | broker publish msg/s | broker p99 ms | ingress / broker | broker via relay.events msg/s | broker consume+ack msg/s | ingress CPU s |"
-        );
-        let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|---|---|");
-        for r in &self.ingress {
-            let _ = writeln!(
-                m,
-                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.2} | **{:.2}** | {:.0} | {:.0} | {:.2} |",
-                r.ingress.concurrency,
-                r.ingress.per_second,
-                r.ingress.latency.p50_ms,
-                r.ingress.latency.p99_ms,
-                r.ingress.latency.p999_ms,
-                r.ingress.failures,
-                r.broker_publish.per_second,
-                r.broker_publish.latency.p99_ms,
-                r.ratio,
-                r.broker_publish_via_relay_topology.per_second,
-                r.broker_consume_per_second,
-                r.ingress_cpu_seconds
-            );
+        if !self.ingress.is_empty() {
+            m.push_str(&self.ingress_table());
         }
         if let Some(o) = &self.redis_outage {
             let _ = writeln!(
@@ -75,30 +63,38 @@ impl Results {
                 o.redis_stopped.per_second / o.redis_up.per_second
             );
         }
-        m.push_str(&self.min_balance_table());
-        let at = self.p99_over_50ms_at.map_or_else(
-            || "not within the rates run".to_owned(),
-            |r| format!("{r}/s"),
-        );
-        let _ = writeln!(
-            m,
-            "\np99 passes 50 ms at: {at}. Chart: [{}]({})\n",
-            svg.display(),
-            svg.display()
-        );
-        m.push_str(&self.calls_table());
-        let d = &self.delivery;
-        let _ = writeln!(m, "### Delivery\n");
-        let _ = writeln!(
-            m,
-            "| jobs | delivered | seconds | delivered/s | raw consume+ack msg/s | delivery / raw |"
-        );
-        let _ = writeln!(m, "|---|---|---|---|---|---|");
-        let _ = writeln!(
-            m,
-            "| {} | {} | {:.2} | {:.0} | {:.0} | **{:.2}** |\n",
-            d.jobs, d.delivered, d.seconds, d.per_second, d.raw_consume_per_second, d.ratio
-        );
+        if let Some(svg) = svg {
+            m.push_str(&self.min_balance_table());
+            let at = self.p99_over_50ms_at.map_or_else(
+                || "not within the rates run".to_owned(),
+                |r| format!("{r}/s"),
+            );
+            let _ = writeln!(
+                m,
+                "\np99 passes 50 ms at: {at}. Chart: [{}]({})\n",
+                svg.display(),
+                svg.display()
+            );
+        }
+        if !self.end_to_end.calls.is_empty() {
+            m.push_str(&self.calls_table());
+        }
+        if let Some(d) = &self.delivery {
+            let _ = writeln!(m, "### Delivery\n");
+            let _ = writeln!(
+                m,
+                "| jobs | delivered | seconds | delivered/s | raw consume+ack msg/s | delivery / raw |"
+            );
+            let _ = writeln!(m, "|---|---|---|---|---|---|");
+            let _ = writeln!(
+                m,
+                "| {} | {} | {:.2} | {:.0} | {:.0} | **{:.2}** |\n",
+                d.jobs, d.delivered, d.seconds, d.per_second, d.raw_consume_per_second, d.ratio
+            );
+        }
+        if let Some(table) = self.isolation_table() {
+            m.push_str(&table);
+        }
         let _ = writeln!(m, "### Services and targets\n");
         for s in &self.services {
             let _ = writeln!(
@@ -117,6 +113,76 @@ impl Results {
             );
         }
         m
+    }
+
+    /// The ingress table (Markdown).
+    fn ingress_table(&self) -> String {
+        let mut m = String::new();
+        let _ = writeln!(m, "### Ingress vs. the broker's own limit\n");
+        let _ = writeln!(
+            m,
+            "| concurrency | ingress req/s | p50 ms | p99 ms | p99.9 ms | failures | broker publish msg/s | broker p99 ms | ingress / broker | broker via relay.events msg/s | broker consume+ack msg/s | ingress CPU s |"
+        );
+        let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for r in &self.ingress {
+            let _ = writeln!(
+                m,
+                "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.2} | **{:.2}** | {:.0} | {:.0} | {:.2} |",
+                r.ingress.concurrency,
+                r.ingress.per_second,
+                r.ingress.latency.p50_ms,
+                r.ingress.latency.p99_ms,
+                r.ingress.latency.p999_ms,
+                r.ingress.failures,
+                r.broker_publish.per_second,
+                r.broker_publish.latency.p99_ms,
+                r.ratio,
+                r.broker_publish_via_relay_topology.per_second,
+                r.broker_consume_per_second,
+                r.ingress_cpu_seconds
+            );
+        }
+        m
+    }
+
+    /// The isolation table (Markdown), when the scenario ran.
+    fn isolation_table(&self) -> Option<String> {
+        let i = self.isolation.as_ref()?;
+        let mut m = String::new();
+        let _ = writeln!(m, "### Delivery isolation (one destination stuck)\n");
+        let _ = writeln!(
+            m,
+            "{} jobs for destination B pre-loaded in `relay.deliveries` and drained by relay-delivery: alone, then behind {} jobs \
+             for a destination A that holds every request open until the run ends (prefetch {}, `max_in_flight` {} each). \
+             Time: from delivery's first request of the run to B's last arrival.\n",
+            i.jobs, i.stuck_jobs, i.prefetch, i.max_in_flight
+        );
+        let _ = writeln!(
+            m,
+            "| B alone jobs/s | B with A stuck jobs/s | with / alone | A requests held (peak) | A deferrals |"
+        );
+        let _ = writeln!(m, "|---|---|---|---|---|");
+        let deferred = i.a_deferred.map_or_else(
+            || "-".to_owned(),
+            |n| {
+                let reasons: Vec<String> = i
+                    .a_deferred_by_reason
+                    .iter()
+                    .map(|(reason, n)| format!("{reason} {n}"))
+                    .collect();
+                if reasons.is_empty() {
+                    n.to_string()
+                } else {
+                    format!("{n} ({})", reasons.join(", "))
+                }
+            },
+        );
+        let _ = writeln!(
+            m,
+            "| {:.0} | {:.0} | **{:.2}** | {} | {deferred} |\n",
+            i.b_alone.per_second, i.b_with_a_stuck.per_second, i.ratio, i.a_held_peak
+        );
+        Some(m)
     }
 
     /// The min-balance end-to-end table (Markdown).

@@ -14,11 +14,16 @@
 //!    messages, [`calls`]); a rejected call callback or a lost or repeated helpdesk message
 //!    fails the bench.
 //! 3. Delivery throughput against the sink, beside the raw consume + ack rate.
+//! 4. Delivery isolation ([`isolation`]): one destination's delivery throughput alone, then
+//!    behind the jobs of another whose endpoint never answers.
+//!
+//! `--only` runs some of them (e.g. `--only isolation` to rerun one); the default is all.
 
 mod broker;
 mod calls;
 mod chart;
 mod env;
+mod isolation;
 mod load;
 mod markdown;
 mod outage;
@@ -28,7 +33,7 @@ mod sink;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use lapin::options::QueuePurgeOptions;
 use relay_core::config::Config;
 use relay_core::routing;
@@ -36,6 +41,30 @@ use relay_core::routing;
 use env::{BenchEnv, HELPDESK_SECRET, WEBHOOK_SECRET};
 use load::{Latency, Throughput};
 use report::{DeliveryRun, E2eRun, EndToEnd, IngressRun, Results, ServiceUsage};
+
+/// A scenario `--only` can select.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Ingress throughput beside the broker baseline.
+    Ingress,
+    /// Ingress with its Redis stopped (measures Redis up first when `ingress` is not run).
+    Outage,
+    /// Min-balance callbacks end to end.
+    E2e,
+    /// Call events end to end.
+    Calls,
+    /// Delivery throughput beside raw consume + ack.
+    Delivery,
+    /// One destination's delivery throughput alone and beside a stuck one.
+    Isolation,
+}
+
+impl Scenario {
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_owned())
+    }
+}
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
@@ -57,9 +86,16 @@ pub(crate) struct BenchArgs {
     /// How long each end-to-end rate is sustained.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     duration: Duration,
-    /// Jobs in the delivery throughput run.
+    /// Jobs in the delivery throughput run (and destination B's jobs in each isolation run).
     #[arg(long, default_value_t = 20_000)]
     jobs: usize,
+    /// Jobs of the stuck destination A queued ahead of B's in the isolation run (more than
+    /// delivery's prefetch).
+    #[arg(long, default_value_t = 200)]
+    stuck_jobs: usize,
+    /// Run only these scenarios (comma-separated); all by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Scenario>,
     /// Directory for the JSON, the chart and the services' logs.
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
@@ -83,19 +119,26 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
         args.call_rates = vec![25];
         args.duration = Duration::from_secs(2);
         args.jobs = 200;
+        args.stuck_jobs = 200;
     }
     anyhow::ensure!(
-        args.requests > 0 && args.jobs > 0,
-        "--requests and --jobs must be positive"
+        args.requests > 0 && args.jobs > 0 && args.stuck_jobs > 0,
+        "--requests, --jobs and --stuck-jobs must be positive"
     );
     anyhow::ensure!(
-        !args.concurrency.contains(&0) && !args.rates.contains(&0) && !args.call_rates.contains(&0),
+        !args.concurrency.is_empty()
+            && !args.concurrency.contains(&0)
+            && !args.rates.contains(&0)
+            && !args.call_rates.contains(&0),
         "concurrency and rates must be positive"
     );
+    let only = args.only.clone();
+    let want = |scenario: Scenario| only.is_empty() || only.contains(&scenario);
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let sink = sink::RecordingSink::start(WEBHOOK_SECRET, HELPDESK_SECRET).await?;
+    let stuck = sink::HoldingSink::start().await?;
     let mut redis = relay_store::PrivateRedis::start().await;
-    let mut env = BenchEnv::create(sink.addr, &args.out, &redis.url())?;
+    let mut env = BenchEnv::create(sink.addr, stuck.addr, &args.out, &redis.url())?;
     env.service_threads = args.service_threads;
     let url = format!("{}/v1/voximplant/callbacks", env.ingress_url);
     let channel = env.channel().await?;
@@ -105,147 +148,120 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
         args.out.display()
     );
 
+    let needs_ingress = [
+        Scenario::Ingress,
+        Scenario::Outage,
+        Scenario::E2e,
+        Scenario::Calls,
+    ]
+    .into_iter()
+    .any(want);
+    let ingress = if needs_ingress {
+        Some(env.start("relay-ingress").await?)
+    } else {
+        None
+    };
+
     // 1. Ingress alone (nothing consumes, so only ingress and the broker work), then the broker
     //    doing the same publishes without the relay.
-    let ingress = env.start("relay-ingress").await?;
-    let event_size = load::callbacks(1)
-        .first()
-        .map(|(id, _)| sample_event_size(id))
-        .unwrap_or(600);
     let mut ingress_runs = Vec::new();
-    for &concurrency in &args.concurrency {
-        let cpu_before = ingress.cpu_seconds();
-        let run = load::closed_loop(&url, load::callbacks(args.requests), concurrency).await;
-        let cpu = ingress.cpu_seconds() - cpu_before;
-        print_throughput("ingress", &run);
-        channel
-            .queue_purge(
-                routing::MIN_BALANCE_ALERT.queue().as_str().into(),
-                QueuePurgeOptions::default(),
-            )
-            .await?;
-        let queue = format!("relay.bench.baseline-{concurrency}");
-        broker::quorum_queue(&channel, &queue).await?;
-        let publish = broker::publish_confirmed(
-            &channel,
-            broker::Route::Queue(&queue),
-            args.requests,
-            event_size,
-            concurrency,
-        )
-        .await?;
-        print_throughput("broker publish", &publish);
-        let handler_queue = routing::MIN_BALANCE_ALERT.queue();
-        let via_relay = broker::publish_confirmed(
-            &channel,
-            broker::Route::RelayEvents("voximplant.min_balance"),
-            args.requests,
-            event_size,
-            concurrency,
-        )
-        .await?;
-        print_throughput("broker publish via relay.events", &via_relay);
-        channel
-            .queue_purge(handler_queue.as_str().into(), QueuePurgeOptions::default())
-            .await?;
-        let consume =
-            broker::consume_acked(&env.channel().await?, &queue, args.requests, 64).await?;
-        println!("  broker consume+ack: {consume:.0} msg/s");
-        broker::delete_queue(&channel, &queue).await;
-        println!(
-            "  ingress / broker baseline = {:.2}",
-            run.per_second / publish.per_second
-        );
-        ingress_runs.push(IngressRun {
-            ratio: run.per_second / publish.per_second,
-            ingress: run,
-            broker_publish: publish,
-            broker_publish_via_relay_topology: via_relay,
-            broker_consume_per_second: consume,
-            ingress_cpu_seconds: cpu,
-        });
+    if let Some(ingress) = ingress.as_ref().filter(|_| want(Scenario::Ingress)) {
+        let event_size = load::callbacks(1)
+            .first()
+            .map(|(id, _)| sample_event_size(id))
+            .unwrap_or(600);
+        for &concurrency in &args.concurrency {
+            ingress_runs.push(
+                ingress_run(
+                    &env,
+                    &channel,
+                    ingress,
+                    &url,
+                    concurrency,
+                    args.requests,
+                    event_size,
+                )
+                .await?,
+            );
+        }
     }
 
     // 1b. Ingress again with its Redis stopped, then Redis back for the rest.
-    let redis_outage = outage::ingress_without_redis(
-        &url,
-        &mut redis,
-        &channel,
-        args.concurrency[0],
-        args.requests,
-        &ingress_runs[0].ingress,
-    )
-    .await?;
+    let redis_outage = if want(Scenario::Outage) {
+        let concurrency = args.concurrency[0];
+        let up = match ingress_runs.first() {
+            Some(run) => run.ingress.clone(),
+            None => {
+                // Run without the ingress scenario: Redis up measured here, at the same
+                // concurrency and count.
+                let up = load::closed_loop(&url, load::callbacks(args.requests), concurrency).await;
+                print_throughput("ingress", &up);
+                up
+            }
+        };
+        Some(
+            outage::ingress_without_redis(
+                &url,
+                &mut redis,
+                &channel,
+                concurrency,
+                args.requests,
+                &up,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
 
     // 2. End to end at fixed rates: min-balance callbacks, then calls.
-    let worker = env.start("relay-worker").await?;
-    let delivery = env.start("relay-delivery").await?;
-    let mut e2e_runs = Vec::new();
-    for &rate in &args.rates {
-        let count = ((f64::from(rate) * args.duration.as_secs_f64()).round() as usize).max(1);
-        let run = end_to_end(&url, &sink, rate, count, args.duration).await;
-        println!(
-            "e2e {rate}/s for {:.0}s: {} sent, {} accepted, {} delivered, {} lost, {} duplicates; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            args.duration.as_secs_f64(),
-            run.sent,
-            run.accepted,
-            run.delivered,
-            run.lost,
-            run.duplicates,
-            run.latency.p50_ms,
-            run.latency.p99_ms,
-            run.latency.max_ms
-        );
-        e2e_runs.push(run);
+    let (mut worker, mut delivery) = (None, None);
+    if want(Scenario::E2e) || want(Scenario::Calls) {
+        worker = Some(env.start("relay-worker").await?);
+        delivery = Some(env.start("relay-delivery").await?);
     }
-    let call_runs = calls::runs(&env.ingress_url, &sink, &args.call_rates, args.duration).await;
+    let mut e2e_runs = Vec::new();
+    if want(Scenario::E2e) {
+        for &rate in &args.rates {
+            let count = ((f64::from(rate) * args.duration.as_secs_f64()).round() as usize).max(1);
+            let run = end_to_end(&url, &sink, rate, count, args.duration).await;
+            println!(
+                "e2e {rate}/s for {:.0}s: {} sent, {} accepted, {} delivered, {} lost, {} duplicates; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                args.duration.as_secs_f64(),
+                run.sent,
+                run.accepted,
+                run.delivered,
+                run.lost,
+                run.duplicates,
+                run.latency.p50_ms,
+                run.latency.p99_ms,
+                run.latency.max_ms
+            );
+            e2e_runs.push(run);
+        }
+    }
+    let call_runs = if want(Scenario::Calls) {
+        calls::runs(&env.ingress_url, &sink, &args.call_rates, args.duration).await
+    } else {
+        Vec::new()
+    };
 
     // 3. Delivery alone: jobs queued while it is stopped, then drained; beside it, the raw
     //    consume + ack rate of the same number of job-sized messages.
-    delivery.stop();
-    let (job_size, jobs_published) = queue_jobs(&env, args.jobs).await?;
-    let before = sink.total();
-    let delivery = env.start("relay-delivery").await?;
-    let started = Instant::now();
-    sink.wait_until(started + Duration::from_secs(300), |a| {
-        a.total >= before + jobs_published as u64
-    })
-    .await;
-    let seconds = started.elapsed().as_secs_f64();
-    let delivered = sink.total() - before;
-    let raw_queue = "relay.bench.raw";
-    broker::quorum_queue(&channel, raw_queue).await?;
-    broker::publish_confirmed(
-        &channel,
-        broker::Route::Queue(raw_queue),
-        args.jobs,
-        job_size,
-        64,
-    )
-    .await?;
-    let raw = broker::consume_acked(
-        &env.channel().await?,
-        raw_queue,
-        args.jobs,
-        env.config.delivery.prefetch,
-    )
-    .await?;
-    broker::delete_queue(&channel, raw_queue).await;
-    let delivery_run = DeliveryRun {
-        jobs: args.jobs,
-        delivered,
-        seconds,
-        per_second: delivered as f64 / seconds,
-        raw_consume_per_second: raw,
-        ratio: delivered as f64 / seconds / raw,
+    let delivery_run = if want(Scenario::Delivery) {
+        if let Some(running) = delivery.take() {
+            running.stop();
+        }
+        let (run, started) = delivery_run(&env, &sink, &channel, args.jobs).await?;
+        delivery = Some(started);
+        Some(run)
+    } else {
+        None
     };
-    println!(
-        "delivery: {} jobs in {:.2} s = {:.0}/s; raw consume+ack {:.0}/s; ratio {:.2}",
-        delivery_run.delivered, seconds, delivery_run.per_second, raw, delivery_run.ratio
-    );
 
     let usage: Vec<ServiceUsage> = [&ingress, &worker, &delivery]
-        .iter()
+        .into_iter()
+        .flatten()
         .map(|s| ServiceUsage {
             service: s.name.to_owned(),
             peak_rss_mib: s.peak_rss_mib(),
@@ -258,9 +274,17 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
             u.service, u.peak_rss_mib, u.cpu_seconds
         );
     }
-    delivery.stop();
-    worker.stop();
-    ingress.stop();
+    for service in [delivery, worker, ingress].into_iter().flatten() {
+        service.stop();
+    }
+
+    // 4. Isolation, with every other service stopped: delivery processes of its own.
+    let isolation = if want(Scenario::Isolation) {
+        Some(isolation::run(&env, &sink, &stuck, args.jobs, args.stuck_jobs).await?)
+    } else {
+        None
+    };
+    stuck.close().await;
 
     let mut results = Results::new(
         command,
@@ -274,15 +298,137 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
         usage,
         sink.arrivals.lock().map_or(0, |a| a.bad_signatures),
     );
-    results.redis_outage = Some(redis_outage);
+    results.scenarios = Scenario::value_variants()
+        .iter()
+        .copied()
+        .filter(|&s| want(s))
+        .map(Scenario::name)
+        .collect();
+    results.redis_outage = redis_outage;
+    results.isolation = isolation;
     results.print_end_to_end();
     results.print_targets();
     let written = results.write(&args.out, (!args.quick).then_some(args.markdown.as_path()))?;
     println!("wrote {written}");
-    if let Some(failure) = results.call_failure() {
-        anyhow::bail!("call events failed their zero-loss check: {failure}");
-    }
+    let failures: Vec<String> = [
+        results
+            .call_failure()
+            .map(|f| format!("call events failed their zero-loss check: {f}")),
+        results
+            .isolation_failure()
+            .map(|f| format!("delivery isolation failed: {f}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    anyhow::ensure!(failures.is_empty(), "{}", failures.join("; "));
     Ok(())
+}
+
+/// One ingress throughput run at `concurrency`, with the broker baselines beside it.
+async fn ingress_run(
+    env: &BenchEnv,
+    channel: &lapin::Channel,
+    ingress: &env::Service,
+    url: &str,
+    concurrency: usize,
+    requests: usize,
+    event_size: usize,
+) -> anyhow::Result<IngressRun> {
+    let cpu_before = ingress.cpu_seconds();
+    let run = load::closed_loop(url, load::callbacks(requests), concurrency).await;
+    let cpu = ingress.cpu_seconds() - cpu_before;
+    print_throughput("ingress", &run);
+    channel
+        .queue_purge(
+            routing::MIN_BALANCE_ALERT.queue().as_str().into(),
+            QueuePurgeOptions::default(),
+        )
+        .await?;
+    let queue = format!("relay.bench.baseline-{concurrency}");
+    broker::quorum_queue(channel, &queue).await?;
+    let publish = broker::publish_confirmed(
+        channel,
+        broker::Route::Queue(&queue),
+        requests,
+        event_size,
+        concurrency,
+    )
+    .await?;
+    print_throughput("broker publish", &publish);
+    let handler_queue = routing::MIN_BALANCE_ALERT.queue();
+    let via_relay = broker::publish_confirmed(
+        channel,
+        broker::Route::RelayEvents("voximplant.min_balance"),
+        requests,
+        event_size,
+        concurrency,
+    )
+    .await?;
+    print_throughput("broker publish via relay.events", &via_relay);
+    channel
+        .queue_purge(handler_queue.as_str().into(), QueuePurgeOptions::default())
+        .await?;
+    let consume = broker::consume_acked(&env.channel().await?, &queue, requests, 64).await?;
+    println!("  broker consume+ack: {consume:.0} msg/s");
+    broker::delete_queue(channel, &queue).await;
+    println!(
+        "  ingress / broker baseline = {:.2}",
+        run.per_second / publish.per_second
+    );
+    Ok(IngressRun {
+        ratio: run.per_second / publish.per_second,
+        ingress: run,
+        broker_publish: publish,
+        broker_publish_via_relay_topology: via_relay,
+        broker_consume_per_second: consume,
+        ingress_cpu_seconds: cpu,
+    })
+}
+
+/// The delivery throughput run (relay-delivery stopped before it): `jobs` queued, delivery
+/// started and timed until the sink has them all, then the raw consume + ack rate of as many
+/// job-sized messages. Returns the run and the delivery process, still running.
+async fn delivery_run(
+    env: &BenchEnv,
+    sink: &sink::RecordingSink,
+    channel: &lapin::Channel,
+    jobs: usize,
+) -> anyhow::Result<(DeliveryRun, env::Service)> {
+    let (job_size, jobs_published) = queue_jobs(env, jobs, "alerts").await?;
+    let before = sink.total();
+    let delivery = env.start("relay-delivery").await?;
+    let started = Instant::now();
+    sink.wait_until(started + Duration::from_secs(300), |a| {
+        a.total >= before + jobs_published as u64
+    })
+    .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let delivered = sink.total() - before;
+    let raw_queue = "relay.bench.raw";
+    broker::quorum_queue(channel, raw_queue).await?;
+    broker::publish_confirmed(channel, broker::Route::Queue(raw_queue), jobs, job_size, 64).await?;
+    let raw = broker::consume_acked(
+        &env.channel().await?,
+        raw_queue,
+        jobs,
+        env.config.delivery.prefetch,
+    )
+    .await?;
+    broker::delete_queue(channel, raw_queue).await;
+    let run = DeliveryRun {
+        jobs,
+        delivered,
+        seconds,
+        per_second: delivered as f64 / seconds,
+        raw_consume_per_second: raw,
+        ratio: delivered as f64 / seconds / raw,
+    };
+    println!(
+        "delivery: {} jobs in {:.2} s = {:.0}/s; raw consume+ack {:.0}/s; ratio {:.2}",
+        run.delivered, seconds, run.per_second, raw, run.ratio
+    );
+    Ok((run, delivery))
 }
 
 fn print_throughput(what: &str, t: &Throughput) {
@@ -359,10 +505,14 @@ async fn end_to_end(
     }
 }
 
-/// Publishes `count` delivery jobs for the sink straight to `relay.deliveries`, through the
-/// relay's own job publisher (many in flight at once); returns the job body size and how many
-/// the broker confirmed.
-async fn queue_jobs(env: &BenchEnv, count: usize) -> anyhow::Result<(usize, usize)> {
+/// Publishes `count` delivery jobs for `destination` straight to `relay.deliveries`, through
+/// the relay's own job publisher (many in flight at once); returns the job body size and how
+/// many the broker confirmed.
+async fn queue_jobs(
+    env: &BenchEnv,
+    count: usize,
+    destination: &str,
+) -> anyhow::Result<(usize, usize)> {
     let connected = crate::amqp::broker(&env.config).await?;
     let broker = &connected.broker;
     let jobs: Vec<relay_core::DeliveryJob> = (0..count)
@@ -373,7 +523,7 @@ async fn queue_jobs(env: &BenchEnv, count: usize) -> anyhow::Result<(usize, usiz
                 relay_core::ids::job_id(&event_id, "bench", i as u32),
                 &event_id,
                 "bench",
-                "alerts",
+                destination,
                 "application/json",
                 body.to_string(),
             )

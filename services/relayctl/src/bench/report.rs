@@ -88,6 +88,46 @@ pub(crate) struct DeliveryRun {
     pub(crate) ratio: f64,
 }
 
+/// One drain of the isolation scenario's destination B.
+#[derive(Debug, Serialize)]
+pub(crate) struct DrainRun {
+    /// B's jobs that reached the sink.
+    pub(crate) delivered: usize,
+    /// From the first request delivery sent in the run (to either destination) to B's last
+    /// arrival.
+    pub(crate) seconds: f64,
+    pub(crate) per_second: f64,
+}
+
+/// Two destinations, one stuck: B's delivery throughput alone, then with A's jobs queued ahead
+/// of B's and A holding every request open.
+#[derive(Debug, Serialize)]
+pub(crate) struct IsolationRun {
+    /// B's jobs in each run.
+    pub(crate) jobs: usize,
+    /// A's jobs queued ahead of B's in the second run.
+    pub(crate) stuck_jobs: usize,
+    /// `delivery.prefetch`.
+    pub(crate) prefetch: u16,
+    /// Both destinations' `max_in_flight`.
+    pub(crate) max_in_flight: u32,
+    pub(crate) b_alone: DrainRun,
+    pub(crate) b_with_a_stuck: DrainRun,
+    /// B with A stuck / B alone (jobs/s).
+    pub(crate) ratio: f64,
+    /// Requests A's endpoint received (each held until the end of the run).
+    pub(crate) a_requests: u64,
+    /// The most of A's requests held open at once (at most `max_in_flight` if the limit holds).
+    pub(crate) a_held_peak: u64,
+    /// A's requests still held when B's last job arrived.
+    pub(crate) a_held_when_b_done: u64,
+    /// `relay_delivery_deferred_total` for A when B's last job arrived (each deferral of a job
+    /// counts; none: delivery's /metrics could not be read).
+    pub(crate) a_deferred: Option<u64>,
+    /// The same by reason.
+    pub(crate) a_deferred_by_reason: BTreeMap<String, u64>,
+}
+
 #[derive(Debug, Serialize)]
 pub(crate) struct ServiceUsage {
     pub(crate) service: String,
@@ -109,6 +149,8 @@ pub(crate) struct Results {
     pub(crate) machine: String,
     pub(crate) command: String,
     pub(crate) quick: bool,
+    /// The scenarios run (`--only`; all by default).
+    pub(crate) scenarios: Vec<String>,
     pub(crate) ingress: Vec<IngressRun>,
     /// Ingress with its Redis stopped, beside the same run with Redis up.
     pub(crate) redis_outage: Option<RedisOutage>,
@@ -116,7 +158,9 @@ pub(crate) struct Results {
     pub(crate) end_to_end: EndToEnd,
     /// The lowest offered rate whose p99 exceeded 50 ms (none: not within the rates run).
     pub(crate) p99_over_50ms_at: Option<u32>,
-    pub(crate) delivery: DeliveryRun,
+    pub(crate) delivery: Option<DeliveryRun>,
+    /// Delivery to one destination beside another that is stuck.
+    pub(crate) isolation: Option<IsolationRun>,
     pub(crate) services: Vec<ServiceUsage>,
     pub(crate) bad_signatures_at_sink: u64,
     pub(crate) targets: Vec<Target>,
@@ -161,7 +205,7 @@ impl Results {
         quick: bool,
         ingress: Vec<IngressRun>,
         end_to_end: EndToEnd,
-        delivery: DeliveryRun,
+        delivery: Option<DeliveryRun>,
         services: Vec<ServiceUsage>,
         bad_signatures_at_sink: u64,
     ) -> Self {
@@ -198,11 +242,13 @@ impl Results {
                 met: run.latency.p99_ms <= 50.0 && run.lost == 0 && run.seconds >= 60.0,
             });
         }
-        targets.push(Target {
-            what: "delivery ≥ 0.5 × raw consume+ack".to_owned(),
-            measured: format!("{:.2}", delivery.ratio),
-            met: delivery.ratio >= 0.5,
-        });
+        if let Some(delivery) = &delivery {
+            targets.push(Target {
+                what: "delivery ≥ 0.5 × raw consume+ack".to_owned(),
+                measured: format!("{:.2}", delivery.ratio),
+                met: delivery.ratio >= 0.5,
+            });
+        }
         for s in &services {
             targets.push(Target {
                 what: format!("{} peak RSS ≤ 64 MiB", s.service),
@@ -216,11 +262,13 @@ impl Results {
             machine: machine(),
             command,
             quick,
+            scenarios: Vec::new(),
             ingress,
             redis_outage: None,
             end_to_end,
             p99_over_50ms_at,
             delivery,
+            isolation: None,
             services,
             bad_signatures_at_sink,
             targets,
@@ -257,21 +305,48 @@ impl Results {
         };
         let json = out.join(format!("{stem}.json"));
         std::fs::write(&json, serde_json::to_vec_pretty(self)?)?;
-        let svg = out.join(format!("{stem}-e2e-latency.svg"));
-        std::fs::write(
-            &svg,
-            chart::e2e_latency(&self.end_to_end.min_balance, &self.date, &self.revision),
-        )?;
-        let mut written = format!("{} and {}", json.display(), svg.display());
+        let mut written = json.display().to_string();
+        // The chart only when the end-to-end scenario ran (`--only` may leave it out).
+        let svg = (!self.end_to_end.min_balance.is_empty())
+            .then(|| out.join(format!("{stem}-e2e-latency.svg")));
+        if let Some(svg) = &svg {
+            std::fs::write(
+                svg,
+                chart::e2e_latency(&self.end_to_end.min_balance, &self.date, &self.revision),
+            )?;
+            written.push_str(&format!(" and {}", svg.display()));
+        }
         if let Some(path) = markdown {
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)?;
-            file.write_all(self.markdown(&svg).as_bytes())?;
+            file.write_all(self.markdown(svg.as_deref()).as_bytes())?;
             written.push_str(&format!(", appended to {}", path.display()));
         }
         Ok(written)
+    }
+
+    /// Why the isolation scenario failed, if it did: B's jobs not all delivered (alone or
+    /// beside the stuck A), or more of A's requests held at once than its in-flight limit.
+    pub(crate) fn isolation_failure(&self) -> Option<String> {
+        let i = self.isolation.as_ref()?;
+        let mut problems = Vec::new();
+        for (label, run) in [("alone", &i.b_alone), ("with A stuck", &i.b_with_a_stuck)] {
+            if run.delivered < i.jobs {
+                problems.push(format!(
+                    "B {label}: {} of {} jobs delivered",
+                    run.delivered, i.jobs
+                ));
+            }
+        }
+        if i.a_held_peak > u64::from(i.max_in_flight) {
+            problems.push(format!(
+                "A held {} requests at once, above its max_in_flight {}",
+                i.a_held_peak, i.max_in_flight
+            ));
+        }
+        (!problems.is_empty()).then(|| problems.join("; "))
     }
 
     /// Why the call-event scenario failed its zero-loss check, if it did: a callback ingress
