@@ -537,3 +537,43 @@ impl Relay {
         self.ingress.stop().await;
     }
 }
+
+/// `count` jobs for `destination`, ids unique to this run.
+pub fn jobs_for(destination: &str, count: usize) -> Vec<relay_core::DeliveryJob> {
+    (0..count)
+        .map(|i| {
+            let event_id = relay_core::ids::new_event_id();
+            relay_core::DeliveryJob::post(
+                relay_core::ids::job_id(&event_id, "e2e", i as u32),
+                &event_id,
+                "e2e",
+                destination,
+                "application/json",
+                format!(r#"{{"n":{i}}}"#),
+            )
+        })
+        .collect()
+}
+
+/// Publishes `jobs` to `relay.deliveries` through the relay's own job publisher, in order of
+/// chunks, every one confirmed.
+pub async fn publish_jobs(env: &TestEnv, jobs: &[relay_core::DeliveryJob]) {
+    env.declare_topology().await;
+    let stop = CancellationToken::new();
+    let broker = relay_amqp::Broker::start(
+        relay_amqp::BrokerSettings::from_config(&env.config, "relay-test"),
+        &relay_telemetry::Readiness::new(),
+        stop.clone(),
+    );
+    assert!(broker.wait_connected(Duration::from_secs(10)).await);
+    for chunk in jobs.chunks(256) {
+        let results = futures_util::future::join_all(
+            chunk
+                .iter()
+                .map(|job| relay_amqp::jobs::publish(&broker, job)),
+        )
+        .await;
+        assert!(results.iter().all(Result::is_ok), "every job confirmed");
+    }
+    stop.cancel();
+}

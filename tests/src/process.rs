@@ -105,6 +105,13 @@ impl Child {
         let _ = self.child.wait();
     }
 
+    /// SIGHUP: a service reads its secret files again.
+    pub fn hangup(&self) {
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status();
+    }
+
     /// The service's name.
     pub fn name(&self) -> &'static str {
         self.name

@@ -1,15 +1,17 @@
 //! One attempt of one job: decode it, admit it past its destination's breaker and in-flight
 //! limit (or defer it to a delay tier without spending an attempt), claim it, send it
-//! ([`crate::http`]), tell the breaker what came of it, and hand the outcome to
-//! [`crate::settle`].
+//! ([`crate::http`]), tell the breaker what came of it, add it to the job's attempt history, and
+//! hand the outcome to [`crate::settle`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use relay_amqp::consumer::{Disposition, Handler};
 use relay_amqp::{Delivery, headers};
 use relay_core::DeliveryJob;
-use relay_store::DeliveryStatus;
+use relay_store::{AttemptEntry, DeliveryStatus};
+use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::breaker::{Breaker, Decision, Input};
@@ -25,7 +27,7 @@ const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 /// The consumer's handler of `relay.deliveries`.
 pub(crate) struct Sender {
     pub(crate) client: reqwest::Client,
-    pub(crate) destinations: HashMap<String, Destination>,
+    pub(crate) destinations: Arc<HashMap<String, Destination>>,
     pub(crate) settle: Settle,
 }
 
@@ -80,6 +82,24 @@ impl Sender {
                 .await;
         };
 
+        // A destination that answered 410 Gone gets nothing until an operator enables it again:
+        // its jobs are parked, to be replayed then.
+        if destination.is_disabled() {
+            let failure = Failure {
+                reason: "destination_disabled",
+                detail: format!(
+                    "`{}` answered 410 Gone and is disabled; `relayctl destination enable {}`, then `relayctl dead replay --reason destination_disabled`",
+                    destination.name, destination.name
+                ),
+                status: None,
+                response: None,
+            };
+            return self
+                .settle
+                .park(delivery, Some(&job), attempt - 1, failure)
+                .await;
+        }
+
         // Before anything else: a job its destination cannot take now gives its prefetch slot
         // back at once, as a copy in a delay tier, so other destinations' jobs keep moving.
         let ticket = match admit(destination).await {
@@ -108,7 +128,7 @@ impl Sender {
                 // The earlier copy may have died between its record and its outcome event.
                 return self
                     .settle
-                    .report(outcome::success(&job, record.attempts))
+                    .report(outcome::success(&job, record.attempts, None))
                     .await;
             }
             Ok((_, true)) => {}
@@ -141,12 +161,19 @@ impl Sender {
             Outcome::Retryable { .. } => "retryable",
             Outcome::Gone => "gone",
             Outcome::Permanent(_) => "rejected",
+            Outcome::Refused { .. } => "refused",
             Outcome::Unsendable(_) => "invalid",
         };
         metrics::counter!("relay_delivery_attempts_total", "destination" => destination.name.clone(), "outcome" => label)
             .increment(1);
+        let latency = started.elapsed();
         metrics::histogram!("relay_delivery_latency_seconds", "destination" => destination.name.clone())
-            .record(started.elapsed().as_secs_f64());
+            .record(latency.as_secs_f64());
+        // Before settling, so a record that reports this attempt never lacks it in its history,
+        // and whatever settling comes to (a retry copy the broker refused included), the
+        // attempt that was made is kept.
+        let entry = attempt_entry(attempt, label, &outcome, response.as_deref(), latency);
+        self.note_attempt(&job, &entry).await;
 
         let disposition = self
             .settle
@@ -158,6 +185,65 @@ impl Sender {
             self.settle.release(&job.id).await;
         }
         disposition
+    }
+
+    /// Appends `entry` to the job's history. Redis being away costs nothing (the store's breaker
+    /// skips it) and fails nothing: the history is for operators, the broker is authoritative.
+    async fn note_attempt(&self, job: &DeliveryJob, entry: &AttemptEntry) {
+        if let Err(error) = self
+            .settle
+            .store
+            .append_attempt(&job.id, entry, self.settle.record_ttl)
+            .await
+        {
+            if error.means_unavailable() {
+                tracing::debug!(%error, "could not add the attempt to the delivery record");
+            } else {
+                tracing::warn!(%error, "could not add the attempt to the delivery record");
+            }
+        }
+    }
+}
+
+/// What the history keeps of attempt number `attempt`: its outcome `label`, status or error
+/// kind, latency, and at most [`relay_core::outcome::EXCERPT_LIMIT`] bytes of the response
+/// (whose secrets [`crate::http`] has masked already).
+fn attempt_entry(
+    attempt: u32,
+    label: &str,
+    outcome: &Outcome,
+    response: Option<&str>,
+    latency: Duration,
+) -> AttemptEntry {
+    let (status, error) = match outcome {
+        Outcome::Delivered(status) | Outcome::Permanent(status) => (Some(*status), None),
+        Outcome::Gone => (Some(410), None),
+        Outcome::Retryable {
+            status: Some(status),
+            ..
+        } => (Some(*status), None),
+        Outcome::Retryable {
+            reason,
+            status: None,
+            ..
+        } => (None, Some(reason.clone())),
+        // A 2xx whose body says the request failed: both what was answered and what it meant.
+        Outcome::Refused { status, detail } => {
+            (Some(*status), Some(relay_core::outcome::excerpt(detail)))
+        }
+        Outcome::Unsendable(detail) => (None, Some(relay_core::outcome::excerpt(detail))),
+    };
+    let response_excerpt = response.map(relay_core::outcome::excerpt);
+    AttemptEntry {
+        attempt,
+        at: OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        outcome: label.to_owned(),
+        status,
+        error,
+        latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+        response_excerpt,
     }
 }
 
@@ -191,9 +277,10 @@ impl Ticket<'_> {
         let probe = std::mem::take(&mut self.probe.pending);
         let input = match outcome {
             Outcome::Retryable { .. } => Input::Failed { probe },
-            Outcome::Delivered(_) | Outcome::Gone | Outcome::Permanent(_) => {
-                Input::Answered { probe }
-            }
+            Outcome::Delivered(_)
+            | Outcome::Gone
+            | Outcome::Permanent(_)
+            | Outcome::Refused { .. } => Input::Answered { probe },
             // Nothing was sent: the destination said nothing.
             Outcome::Unsendable(_) if probe => Input::ProbeUnsent,
             Outcome::Unsendable(_) => return,
@@ -227,4 +314,57 @@ async fn admit(destination: &Destination) -> Result<Ticket<'_>, Deferral> {
         },
         _slot: slot,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(42);
+
+    #[test]
+    fn an_entry_keeps_the_status_or_the_error_kind() {
+        let retry = |status, reason: &str| Outcome::Retryable {
+            reason: reason.to_owned(),
+            status,
+            retry_after: None,
+        };
+        let e = attempt_entry(
+            2,
+            "retryable",
+            &retry(Some(503), "status 503"),
+            Some("busy"),
+            MS,
+        );
+        assert_eq!(
+            (e.attempt, e.status, e.error.as_deref()),
+            (2, Some(503), None)
+        );
+        assert_eq!(e.outcome, "retryable");
+        assert_eq!(e.latency_ms, 42);
+        assert_eq!(e.response_excerpt.as_deref(), Some("busy"));
+        let e = attempt_entry(1, "retryable", &retry(None, "timeout"), None, MS);
+        assert_eq!((e.status, e.error.as_deref()), (None, Some("timeout")));
+        assert_eq!(e.response_excerpt, None);
+        let e = attempt_entry(1, "gone", &Outcome::Gone, None, MS);
+        assert_eq!(e.status, Some(410));
+        let e = attempt_entry(
+            1,
+            "invalid",
+            &Outcome::Unsendable("invalid URL".into()),
+            None,
+            MS,
+        );
+        assert_eq!((e.status, e.error.as_deref()), (None, Some("invalid URL")));
+    }
+
+    #[test]
+    fn an_excerpt_is_short() {
+        let body = "x".repeat(4000);
+        let e = attempt_entry(1, "rejected", &Outcome::Permanent(401), Some(&body), MS);
+        assert_eq!(
+            e.response_excerpt.unwrap().len(),
+            relay_core::outcome::EXCERPT_LIMIT
+        );
+    }
 }

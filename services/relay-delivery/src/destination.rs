@@ -1,14 +1,16 @@
 //! The configured destinations as delivery holds them: each one's configuration, its URL parsed
-//! once, its signing secret decoded once, and the two guards that keep it from harming the
-//! others (its [`InFlight`] limiter and its [`Breaker`]).
+//! once, its live secrets ([`Secrets`]), whether an operator must re-enable it, and the two
+//! guards that keep it from harming the others (its [`InFlight`] limiter and its [`Breaker`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use relay_core::config::{Config, ConfigError, DestinationConfig, Signing};
-use relay_signing::standard_webhooks;
+use relay_core::config::{Config, ConfigError, DestinationConfig};
 
 use crate::breaker::{self, Breaker};
 use crate::in_flight::InFlight;
+use crate::secrets::Secrets;
 
 /// A destination ready to send to.
 pub(crate) struct Destination {
@@ -18,12 +20,19 @@ pub(crate) struct Destination {
     pub(crate) config: DestinationConfig,
     /// `config.url`, parsed once rather than on every request.
     pub(crate) url: reqwest::Url,
-    /// The Standard Webhooks key, for that signing scheme.
-    pub(crate) webhook_secret: Option<standard_webhooks::Secret>,
+    /// Its secrets, reloaded when their file changes.
+    pub(crate) secrets: Secrets,
     /// At most `config.max_in_flight` requests at once.
     pub(crate) in_flight: InFlight,
     /// This process's circuit breaker for it.
     pub(crate) breaker: Breaker,
+    /// Set when it answered 410 Gone (here or in another delivery process) until an operator
+    /// re-enables it (`relayctl destination enable`).
+    disabled: AtomicBool,
+    /// First retry delay (its own, or delivery's).
+    pub(crate) backoff_base: Duration,
+    /// Largest retry delay (its own, or delivery's).
+    pub(crate) backoff_max: Duration,
 }
 
 /// Every destination of `config`, by name.
@@ -31,47 +40,46 @@ pub(crate) fn from_config(config: &Config) -> Result<HashMap<String, Destination
     config
         .destinations
         .iter()
-        .map(|(name, d)| Ok((name.clone(), Destination::new(name, d)?)))
+        .map(|(name, d)| Ok((name.clone(), Destination::new(name, d, config)?)))
         .collect()
 }
 
 impl Destination {
-    fn new(name: &str, config: &DestinationConfig) -> Result<Self, ConfigError> {
-        let webhook_secret = match config.signing {
-            Signing::StandardWebhooks => {
-                let field = format!("destinations.{name}.secret_env");
-                let text = config
-                    .secret_env
-                    .as_ref()
-                    .map_or(Ok(""), |s| s.require(&field))?;
-                Some(
-                    standard_webhooks::Secret::parse(text).map_err(|e| ConfigError::Invalid {
-                        field,
-                        message: e.to_string(),
-                    })?,
-                )
-            }
-            _ => None,
-        };
-        Ok(Self {
+    fn new(name: &str, d: &DestinationConfig, config: &Config) -> Result<Self, ConfigError> {
+        let destination = Self {
             name: name.to_owned(),
-            url: reqwest::Url::parse(&config.url).map_err(|e| ConfigError::Invalid {
+            url: reqwest::Url::parse(&d.url).map_err(|e| ConfigError::Invalid {
                 field: format!("destinations.{name}.url"),
                 message: e.to_string(),
             })?,
-            webhook_secret,
-            in_flight: InFlight::new(config.max_in_flight),
-            breaker: Breaker::new(name, breaker::Settings::of(config)),
-            config: config.clone(),
-        })
+            secrets: Secrets::load(name, d)?,
+            in_flight: InFlight::new(d.max_in_flight),
+            breaker: Breaker::new(name, breaker::Settings::of(d)),
+            disabled: AtomicBool::new(false),
+            backoff_base: d.backoff_base.unwrap_or(config.delivery.backoff_base),
+            backoff_max: d.backoff_max.unwrap_or(config.delivery.backoff_max),
+            config: d.clone(),
+        };
+        destination.export_disabled(false);
+        Ok(destination)
     }
 
-    /// The secret named by `secret_env` (empty when there is none).
-    pub(crate) fn secret(&self) -> &str {
-        self.config
-            .secret_env
-            .as_ref()
-            .and_then(|s| s.value())
-            .unwrap_or_default()
+    /// Whether jobs to it are parked without a request.
+    pub(crate) fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::Acquire)
+    }
+
+    /// Marks it disabled or enabled in this process; says whether that changed anything.
+    pub(crate) fn set_disabled(&self, disabled: bool) -> bool {
+        let changed = self.disabled.swap(disabled, Ordering::AcqRel) != disabled;
+        if changed {
+            self.export_disabled(disabled);
+        }
+        changed
+    }
+
+    fn export_disabled(&self, disabled: bool) {
+        metrics::gauge!("relay_destination_disabled", "destination" => self.name.clone())
+            .set(if disabled { 1.0 } else { 0.0 });
     }
 }

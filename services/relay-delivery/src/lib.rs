@@ -9,6 +9,7 @@
 //! Idempotency: every request carries the job id as `Idempotency-Key`, and a job whose record
 //! says `delivered` is not sent again.
 
+mod admin;
 mod attempt;
 mod breaker;
 mod destination;
@@ -16,8 +17,11 @@ mod http;
 mod in_flight;
 mod outcome;
 pub mod policy;
+mod secrets;
 mod settle;
 mod sign;
+mod voximplant;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,7 +51,7 @@ impl DeliveryService {
     /// Validates `config`, binds the admin port and starts connecting to RabbitMQ and Redis.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         config.validate_delivery()?;
-        let destinations = destination::from_config(&config)?;
+        let destinations = Arc::new(destination::from_config(&config)?);
         let readiness = Readiness::new();
         let background = CancellationToken::new();
         let broker = Broker::start(
@@ -59,15 +63,23 @@ impl DeliveryService {
         let client = reqwest::Client::builder()
             // 3xx is a failure by policy: never follow a redirect to somewhere unconfigured.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("relay-delivery/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("relay/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| StartError::Init {
                 what: "the HTTP client",
                 message: e.to_string(),
             })?;
-        let admin = AdminServer::bind(config.delivery.admin_listen, readiness)
+        // `/v1/deliveries/{id}` beside the common admin routes: a job's record and attempts.
+        let routes = admin::routes(store.clone());
+        let admin = AdminServer::bind_with(config.delivery.admin_listen, readiness, routes)
             .await
             .map_err(StartError::bind(config.delivery.admin_listen))?;
+        tokio::spawn(watch::run(
+            destinations.clone(),
+            store.clone(),
+            config.delivery.secret_check_interval,
+            background.clone(),
+        ));
         let sender = Arc::new(attempt::Sender {
             client,
             destinations,
@@ -75,8 +87,6 @@ impl DeliveryService {
                 broker: broker.clone(),
                 store,
                 tiers: config.amqp.retry_tiers.clone(),
-                backoff_base: config.delivery.backoff_base,
-                backoff_max: config.delivery.backoff_max,
                 record_ttl: config.redis.delivery_record_ttl,
             },
         });

@@ -56,8 +56,16 @@ pub(crate) async fn publish(
     published
 }
 
-/// The success outcome of `job`, when it asked for one.
-pub(crate) fn success(job: &DeliveryJob, attempts: u32) -> Option<DeliveryOutcome> {
-    job.report_outcome
-        .then(|| DeliveryOutcome::of(job, true, attempts))
+/// The success outcome of `job`, when it asked for one, with the start of the answer (an
+/// origination needs what the provider answered).
+pub(crate) fn success(
+    job: &DeliveryJob,
+    attempts: u32,
+    response: Option<String>,
+) -> Option<DeliveryOutcome> {
+    job.report_outcome.then(|| {
+        let mut outcome = DeliveryOutcome::of(job, true, attempts);
+        outcome.response_excerpt = response.map(|r| relay_core::outcome::excerpt(&r));
+        outcome
+    })
 }

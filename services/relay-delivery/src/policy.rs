@@ -25,6 +25,14 @@ pub enum Outcome {
     Gone,
     /// Any other status: retrying the same request cannot succeed.
     Permanent(u16),
+    /// A 2xx whose body says the request failed (a profile's reading of the body, e.g.
+    /// Voximplant's `{"error": {...}}`): not retried, like a 4xx.
+    Refused {
+        /// The HTTP status (2xx).
+        status: u16,
+        /// What the body said.
+        detail: String,
+    },
     /// The request could not even be built (e.g. a job path that makes an invalid URL).
     Unsendable(String),
 }

@@ -29,8 +29,6 @@ pub(crate) struct Settle {
     pub(crate) store: Store,
     /// The delay tiers, ascending.
     pub(crate) tiers: Vec<Duration>,
-    pub(crate) backoff_base: Duration,
-    pub(crate) backoff_max: Duration,
     pub(crate) record_ttl: Duration,
 }
 
@@ -78,7 +76,7 @@ impl Settle {
                     format!("status {status}"),
                 )
                 .await;
-                self.report(outcome::success(job, attempt)).await
+                self.report(outcome::success(job, attempt, response)).await
             }
             Outcome::Retryable {
                 reason,
@@ -101,12 +99,12 @@ impl Settle {
                     };
                     return self.park(delivery, Some(job), attempt, failure).await;
                 }
-                self.retry(delivery, job, attempt, &reason, retry_after)
+                self.retry(delivery, job, destination, attempt, &reason, retry_after)
                     .await
             }
             Outcome::Gone => {
-                tracing::error!(destination = %destination.name, "destination answered 410 Gone; check its configuration");
                 metrics::counter!("relay_delivery_destination_gone_total", "destination" => destination.name.clone()).increment(1);
+                self.disable(destination).await;
                 let failure = Failure {
                     reason: "gone",
                     detail: "status 410".to_owned(),
@@ -120,6 +118,15 @@ impl Settle {
                     reason: "invalid_request",
                     detail,
                     status: None,
+                    response,
+                };
+                self.park(delivery, Some(job), attempt, failure).await
+            }
+            Outcome::Refused { status, detail } => {
+                let failure = Failure {
+                    reason: "refused",
+                    detail,
+                    status: Some(status),
                     response,
                 };
                 self.park(delivery, Some(job), attempt, failure).await
@@ -174,19 +181,45 @@ impl Settle {
         self.reschedule(delivery, job, attempts_made, tier).await
     }
 
+    /// Disables `destination` after a 410: at once in this process, and through Redis for the
+    /// others (best effort: were Redis away, each process learns it from its own 410).
+    async fn disable(&self, destination: &Destination) {
+        if destination.set_disabled(true) {
+            tracing::error!(
+                destination = %destination.name,
+                "destination answered 410 Gone: disabled, its jobs are parked until an operator runs `relayctl destination enable {}`",
+                destination.name
+            );
+        }
+        let disabled = relay_store::Disabled {
+            since: OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            reason: "status 410".to_owned(),
+        };
+        if let Err(error) = self
+            .store
+            .disable_destination(&destination.name, &disabled)
+            .await
+        {
+            tracing::warn!(%error, destination = %destination.name, "could not record the disabled destination in Redis; other delivery processes learn of it from their own 410");
+        }
+    }
+
     /// Parks a retry copy in the delay tier its backoff calls for, then acks the original.
     async fn retry(
         &self,
         delivery: &Delivery,
         job: &DeliveryJob,
+        destination: &Destination,
         attempt: u32,
         reason: &str,
         retry_after: Option<Duration>,
     ) -> Disposition {
         let delay = policy::retry_delay(
             attempt + 1,
-            self.backoff_base,
-            self.backoff_max,
+            destination.backoff_base,
+            destination.backoff_max,
             retry_after,
             fastrand::f64(),
         );
@@ -304,7 +337,10 @@ impl Settle {
         }
     }
 
-    /// Writes the job's record, which also releases its claim.
+    /// Writes the job's record (where it stands now), which also releases its claim. Its
+    /// history is not written here: each attempt was appended to it as it ended
+    /// ([`relay_store::Store::append_attempt`], in `attempt.rs`), so overwriting the record
+    /// loses none, and a job settled without an attempt (a deferral) adds none.
     async fn record(
         &self,
         job: &DeliveryJob,
@@ -320,6 +356,7 @@ impl Settle {
             updated_at: OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
+            // Kept apart, under `attempts:{job id}`; `finish_attempt` ignores this field.
             history: Vec::new(),
         };
         if let Err(error) = self

@@ -1,16 +1,19 @@
 //! relayctl: the relay operator's command line.
 //!
 //! `send` posts correctly signed sample callbacks, `sink` runs a local receiver that verifies
-//! what delivery sends, `topology` declares the broker topology, `dead` lists, shows, replays
-//! and purges parked messages, `bench` measures, `verify` explains why a captured request's
-//! signature does or does not verify. Every command reads the same configuration as the services
-//! (`--config`, `RELAY_CONFIG`, `relay.toml`, `RELAY__…` overrides), secrets included.
+//! what delivery sends, `topology` declares the broker topology, `delivery show` prints a job's
+//! record and attempts, `dead` lists, shows, replays and purges parked messages, `bench`
+//! measures, `verify` explains why a captured request's signature does or does not verify.
+//! Every command reads the same configuration as the services (`--config`, `RELAY_CONFIG`,
+//! `relay.toml`, `RELAY__…` overrides), secrets included.
 
 #![allow(clippy::print_stdout)]
 
 mod amqp;
 mod bench;
 mod dead;
+mod delivery;
+mod destination;
 mod send;
 mod sink;
 mod verify;
@@ -41,11 +44,12 @@ enum Command {
     Topology,
     /// Print the argon2 hash of a password read from standard input (for Acrobits accounts).
     HashPassword,
-    /// Show what delivery recorded of a job: status, attempts, last outcome.
-    Delivery {
-        /// The job id (the `Idempotency-Key` / `webhook-id` the destination saw).
-        job_id: String,
-    },
+    /// What delivery recorded of a job: status and every attempt.
+    #[command(subcommand)]
+    Delivery(delivery::DeliveryCommand),
+    /// List destinations, and enable one that answered 410 Gone (or disable one by hand).
+    #[command(subcommand)]
+    Destination(destination::DestinationCommand),
     /// Inspect, replay and purge parked messages (`relay.dead.*`, `relay.unrouted`).
     #[command(subcommand)]
     Dead(dead::DeadCommand),
@@ -95,34 +99,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             anyhow::ensure!(!password.is_empty(), "no password on standard input");
             println!("{}", relay_signing::password::hash_argon2(password)?);
         }
-        Command::Delivery { job_id } => show_delivery(&config, &job_id).await?,
+        Command::Delivery(command) => delivery::run(&config, command).await?,
+        Command::Destination(command) => destination::run(&config, command).await?,
         Command::Dead(command) => dead::run(&config, command).await?,
         Command::Bench(args) => bench::run(&config, args).await?,
         Command::Verify(args) => return verify::run(&config, args),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn show_delivery(config: &Config, job_id: &str) -> anyhow::Result<()> {
-    let stop = tokio_util::sync::CancellationToken::new();
-    let store = relay_store::Store::start(
-        &config.redis,
-        &relay_telemetry::Readiness::new(),
-        stop.clone(),
-    );
-    anyhow::ensure!(
-        store
-            .wait_connected(std::time::Duration::from_secs(5))
-            .await,
-        "cannot reach Redis (check redis.url)"
-    );
-    let record = store.delivery(job_id).await;
-    stop.cancel();
-    match record? {
-        Some(record) => println!("{}", serde_json::to_string_pretty(&record)?),
-        None => anyhow::bail!(
-            "no record of job {job_id} (never attempted, or older than redis.delivery_record_ttl)"
-        ),
-    }
-    Ok(())
 }

@@ -30,19 +30,28 @@ pub(crate) async fn run(config: &Config, args: SinkArgs) -> anyhow::Result<()> {
         reamaze: Vec::new(),
     };
     for (name, d) in &config.destinations {
-        let Some(secret) = d.secret_env.as_ref().and_then(|s| s.value()) else {
+        // From the environment or the destination's file, as delivery reads it: several
+        // secrets separated by whitespace during a rotation, any one of which may verify.
+        let text = match (&d.secret_env, &d.secret_file) {
+            (Some(env), _) => env.value().map(str::to_owned),
+            (None, Some(path)) => std::fs::read_to_string(path).ok(),
+            (None, None) => None,
+        };
+        let Some(text) = text else {
             continue;
         };
-        match d.signing {
-            Signing::StandardWebhooks => {
-                if let Ok(key) = standard_webhooks::Secret::parse(secret) {
-                    keys.webhooks.push((name.clone(), key));
+        for secret in text.split_whitespace() {
+            match d.signing {
+                Signing::StandardWebhooks => {
+                    if let Ok(key) = standard_webhooks::Secret::parse(secret) {
+                        keys.webhooks.push((name.clone(), key));
+                    }
                 }
+                Signing::ReamazeHmac => keys
+                    .reamaze
+                    .push((name.clone(), secret.as_bytes().to_vec())),
+                _ => {}
             }
-            Signing::ReamazeHmac => keys
-                .reamaze
-                .push((name.clone(), secret.as_bytes().to_vec())),
-            _ => {}
         }
     }
     let keys = std::sync::Arc::new(keys);

@@ -64,6 +64,32 @@ pub mod serde_text {
     }
 }
 
+/// Serde adapter for an optional duration (absent or `"5s"`).
+pub mod serde_text_option {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Serialises as the label form, or nothing.
+    pub fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => serializer.serialize_some(&super::label(*d)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    /// Deserialises from the text form.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|t| super::parse(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 /// Serde adapter for a list of durations.
 pub mod serde_text_vec {
     use serde::{Deserialize, Deserializer, Serializer, ser::SerializeSeq};

@@ -17,10 +17,14 @@
 pub mod breaker;
 mod connection;
 mod dedup;
+mod destinations;
 mod ledger;
 mod private;
 mod records;
+#[cfg(test)]
+mod test_redis;
 
+pub use destinations::{DISABLED_TTL, Disabled};
 pub use private::PrivateRedis;
 pub use records::{AttemptEntry, DeliveryRecord, DeliveryStatus, MAX_HISTORY};
 

@@ -8,12 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use relay_amqp::{Broker, BrokerSettings};
 use relay_core::DeliveryJob;
 use relay_core::config::{DestinationConfig, Signing};
 use relay_e2e::*;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 /// How long the test waits for an outcome before calling it never reached.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -120,46 +118,6 @@ impl PeerState {
     }
 }
 
-/// `count` jobs for `destination`, ids unique to this run.
-fn jobs(destination: &str, count: usize) -> Vec<DeliveryJob> {
-    (0..count)
-        .map(|i| {
-            let event_id = relay_core::ids::new_event_id();
-            relay_core::DeliveryJob::post(
-                relay_core::ids::job_id(&event_id, "isolation", i as u32),
-                &event_id,
-                "isolation",
-                destination,
-                "application/json",
-                format!(r#"{{"n":{i}}}"#),
-            )
-        })
-        .collect()
-}
-
-/// Publishes `jobs` to `relay.deliveries` through the relay's own job publisher, in order of
-/// chunks, every one confirmed.
-async fn publish(env: &TestEnv, jobs: &[DeliveryJob]) {
-    env.declare_topology().await;
-    let stop = CancellationToken::new();
-    let broker = Broker::start(
-        BrokerSettings::from_config(&env.config, "relay-test"),
-        &relay_telemetry::Readiness::new(),
-        stop.clone(),
-    );
-    assert!(broker.wait_connected(Duration::from_secs(10)).await);
-    for chunk in jobs.chunks(256) {
-        let results = futures_util::future::join_all(
-            chunk
-                .iter()
-                .map(|job| relay_amqp::jobs::publish(&broker, job)),
-        )
-        .await;
-        assert!(results.iter().all(Result::is_ok), "every job confirmed");
-    }
-    stop.cancel();
-}
-
 /// Waits until `done`, or fails naming `what`.
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -234,10 +192,10 @@ async fn a_destination_that_hangs_never_holds_up_another() {
         DestinationConfig::new(&steady.url, Signing::None, None),
     );
     // The stuck destination's jobs first: more of them than the consumer's prefetch.
-    let stuck_jobs = jobs("isolation-stuck", 200);
-    let steady_jobs = jobs("isolation-steady", 2_000);
-    publish(&env, &stuck_jobs).await;
-    publish(&env, &steady_jobs).await;
+    let stuck_jobs = jobs_for("isolation-stuck", 200);
+    let steady_jobs = jobs_for("isolation-steady", 2_000);
+    publish_jobs(&env, &stuck_jobs).await;
+    publish_jobs(&env, &steady_jobs).await;
     let delivery = start_delivery(&env.config).await;
 
     until(
@@ -288,10 +246,10 @@ async fn a_failing_destination_is_left_alone_while_its_breaker_is_open() {
         "breaker-healthy".to_owned(),
         DestinationConfig::new(&healthy.url, Signing::None, None),
     );
-    let failing_jobs = jobs("breaker-failing", 50);
-    let healthy_jobs = jobs("breaker-healthy", 500);
-    publish(&env, &failing_jobs).await;
-    publish(&env, &healthy_jobs).await;
+    let failing_jobs = jobs_for("breaker-failing", 50);
+    let healthy_jobs = jobs_for("breaker-healthy", 500);
+    publish_jobs(&env, &failing_jobs).await;
+    publish_jobs(&env, &healthy_jobs).await;
     let delivery = start_delivery(&env.config).await;
 
     // Three failures open it; after each cool-down one probe fails and opens it again.

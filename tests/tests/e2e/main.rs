@@ -8,6 +8,8 @@ mod broker;
 mod call_log;
 mod dead_letters;
 mod delivery;
+mod destinations;
+mod history;
 mod hooks;
 mod http_layer;
 mod ingress;

@@ -9,6 +9,7 @@
 
 mod amqp;
 mod delivery;
+mod destination;
 mod ingress;
 mod redis;
 mod secret;
@@ -16,7 +17,8 @@ mod telemetry;
 mod worker;
 
 pub use amqp::AmqpConfig;
-pub use delivery::{DeliveryConfig, DestinationConfig, Signing};
+pub use delivery::DeliveryConfig;
+pub use destination::{DestinationConfig, Signing};
 pub use ingress::{
     AcrobitsAccount, AcrobitsSource, IngressConfig, PasswordScheme, PlivoSource, ReamazeSource,
     SignatureEncoding, SourceConfig, SourceScheme, VoximplantAccount, VoximplantConfig,
