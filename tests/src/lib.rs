@@ -577,3 +577,31 @@ pub async fn publish_jobs(env: &TestEnv, jobs: &[relay_core::DeliveryJob]) {
     }
     stop.cancel();
 }
+
+impl TestEnv {
+    /// Delivery's record of `job_id` (JSON, as Redis holds it) once it has `status`
+    /// (`delivered`, `retrying`, `dead`), waiting up to 15 s.
+    pub async fn wait_for_record(&self, job_id: &str, status: &str) -> serde_json::Value {
+        let mut redis = self.redis().await;
+        let key = format!("{}delivery:{job_id}", self.config.redis.key_prefix);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let text: Option<String> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut redis)
+                .await
+                .expect("redis answers");
+            if let Some(text) = text {
+                let record: serde_json::Value = serde_json::from_str(&text).expect("a JSON record");
+                if record["status"] == status {
+                    return record;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {job_id} never reached status {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -7,26 +7,6 @@ use relay_e2e::*;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-async fn wait_for_record(env: &TestEnv, job_id: &str, status: &str) -> serde_json::Value {
-    let mut redis = env.redis().await;
-    let key = format!("{}delivery:{job_id}", env.config.redis.key_prefix);
-    for _ in 0..500 {
-        let text: Option<String> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        if let Some(text) = text {
-            let record: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if record["status"] == status {
-                return record;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("job {job_id} never reached status {status}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_are_retried_until_delivered_exactly_once() {
     let mut sink = Sink::start(&[503, 503, 200]).await;
@@ -52,7 +32,7 @@ async fn server_errors_are_retried_until_delivered_exactly_once() {
         );
         assert_eq!(attempt.body, first.body, "same body every attempt");
     }
-    let record = wait_for_record(&env, &job_id, "delivered").await;
+    let record = env.wait_for_record(&job_id, "delivered").await;
     assert_eq!(record["attempts"], 3);
 
     // Nothing is left anywhere that could cause a fourth request.
@@ -109,7 +89,7 @@ async fn client_errors_are_dead_lettered_at_once_with_their_status() {
     );
     let job: relay_core::DeliveryJob =
         serde_json::from_slice(&dead.delivery.data).expect("the job, intact");
-    wait_for_record(&env, &job.id, "dead").await;
+    env.wait_for_record(&job.id, "dead").await;
     for queue in ["relay.deliveries", "relay.retry.100ms", "relay.retry.300ms"] {
         assert_eq!(
             env.queue_len(&channel, queue).await,
@@ -143,7 +123,7 @@ async fn a_job_waiting_in_a_retry_tier_survives_a_delivery_restart() {
     );
     let first = sink.next(WAIT).await.expect("attempt 1 (503)");
     let job_id = first.header("webhook-id").unwrap().to_owned();
-    wait_for_record(&env, &job_id, "retrying").await;
+    env.wait_for_record(&job_id, "retrying").await;
     delivery.stop().await;
 
     let channel = env.channel().await;
@@ -157,7 +137,7 @@ async fn a_job_waiting_in_a_retry_tier_survives_a_delivery_restart() {
     let delivery = start_delivery(&env.config).await;
     let second = sink.next(WAIT).await.expect("attempt 2 after the restart");
     assert_eq!(second.header("webhook-id"), Some(job_id.as_str()));
-    let record = wait_for_record(&env, &job_id, "delivered").await;
+    let record = env.wait_for_record(&job_id, "delivered").await;
     assert_eq!(record["attempts"], 2);
     delivery.stop().await;
     worker.stop().await;
@@ -200,7 +180,7 @@ async fn two_copies_of_one_job_in_flight_at_once_are_sent_once() {
     }
     let delivery = start_delivery(&env.config).await;
     sink.next(WAIT).await.expect("one request");
-    wait_for_record(&env, &job.id, "delivered").await;
+    env.wait_for_record(&job.id, "delivered").await;
     // The second copy was parked while the first held the claim; once it is back and skipped,
     // every queue is empty and nothing more can arrive.
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -150,30 +150,6 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-async fn record(env: &TestEnv, job_id: &str, status: &str) -> serde_json::Value {
-    let mut redis = env.redis().await;
-    let key = format!("{}delivery:{job_id}", env.config.redis.key_prefix);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let text: Option<String> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        if let Some(text) = text {
-            let record: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if record["status"] == status {
-                return record;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job {job_id} never {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_file_changed_between_two_attempts_signs_the_second_with_the_new_secret_only() {
     let mut peer = Peer::start(vec![Answer {
@@ -217,7 +193,10 @@ async fn a_secret_file_changed_between_two_attempts_signs_the_second_with_the_ne
         "the second attempt verifies with the new secret"
     );
     assert!(!signed_with(OLD, &second), "and not with the old one");
-    assert_eq!(record(&env, &job.id, "delivered").await["attempts"], 2);
+    assert_eq!(
+        env.wait_for_record(&job.id, "delivered").await["attempts"],
+        2
+    );
     delivery.stop().await;
     std::fs::remove_file(&path).unwrap();
 }
@@ -248,7 +227,7 @@ async fn two_active_standard_webhooks_secrets_each_verify_the_same_request() {
         "whsec_c29tZXRoaW5nIGVsc2UgZW50aXJlbHk=",
         &request
     ));
-    record(&env, &job.id, "delivered").await;
+    env.wait_for_record(&job.id, "delivered").await;
     delivery.stop().await;
 }
 
@@ -317,7 +296,7 @@ async fn voximplant_jwt_requests_carry_a_verifiable_token_and_a_200_with_an_erro
     publish_jobs(&env, &jobs[..1]).await;
     let delivery = start_delivery(&env.config).await;
     let first = peer.next().await;
-    record(&env, &jobs[0].id, "delivered").await;
+    env.wait_for_record(&jobs[0].id, "delivered").await;
     publish_jobs(&env, &jobs[1..]).await;
     let _second = peer.next().await;
 
@@ -354,7 +333,7 @@ async fn voximplant_jwt_requests_carry_a_verifiable_token_and_a_200_with_an_erro
         Some("refused")
     );
     assert_eq!(headers::get_int(table, headers::STATUS), Some(200));
-    record(&env, &jobs[1].id, "dead").await;
+    env.wait_for_record(&jobs[1].id, "dead").await;
 
     let mut seen = Vec::new();
     while seen.len() < 2 {
@@ -455,7 +434,7 @@ async fn a_destination_that_answered_410_stays_off_until_enabled_and_its_jobs_ar
     .await;
     publish_jobs(&env, &jobs[2..]).await;
     peer.next().await;
-    record(&env, &jobs[2].id, "delivered").await;
+    env.wait_for_record(&jobs[2].id, "delivered").await;
     assert_eq!(peer.count(), 2);
     stop.cancel();
     delivery.stop().await;

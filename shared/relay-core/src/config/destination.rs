@@ -391,4 +391,17 @@ mod tests {
         let err = with_env(&format!("{d}backoff_base = \"2h\"\n"), &[]).unwrap_err();
         assert!(err.contains("destinations.d.backoff_base"), "{err}");
     }
+
+    #[test]
+    fn relative_secret_files_are_found_beside_the_configuration() {
+        let mut config = with_env(
+            "[destinations.a]\nurl = \"http://127.0.0.1:1/x\"\nsigning = \"bearer\"\nsecret_file = \"keys/a\"\n[destinations.b]\nurl = \"http://127.0.0.1:1/x\"\nsigning = \"bearer\"\nsecret_file = \"/run/secrets/b\"\n",
+            &[],
+        )
+        .unwrap();
+        config.resolve_paths(std::path::Path::new("/etc/relay"));
+        let file = |n: &str| config.destinations[n].secret_file.clone().unwrap();
+        assert_eq!(file("a"), std::path::PathBuf::from("/etc/relay/keys/a"));
+        assert_eq!(file("b"), std::path::PathBuf::from("/run/secrets/b"));
+    }
 }

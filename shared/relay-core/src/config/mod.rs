@@ -117,7 +117,23 @@ impl Config {
             },
         };
         let vars: Vec<(String, String)> = std::env::vars().collect();
-        Self::from_toml(&text, &vars, &|name| std::env::var(name).ok())
+        let mut config = Self::from_toml(&text, &vars, &|name| std::env::var(name).ok())?;
+        // Files the configuration names are found beside it, wherever the service runs.
+        if let Some(dir) = named.as_deref().and_then(Path::parent) {
+            config.resolve_paths(dir);
+        }
+        Ok(config)
+    }
+
+    /// Makes relative `secret_file` paths relative to `dir` (the configuration file's).
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        for destination in self.destinations.values_mut() {
+            if let Some(file) = &mut destination.secret_file
+                && file.is_relative()
+            {
+                *file = dir.join(&*file);
+            }
+        }
     }
 
     /// Parses `text`, applies overrides from `vars` (only those starting with `RELAY__`) and
