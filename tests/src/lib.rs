@@ -605,3 +605,34 @@ impl TestEnv {
         }
     }
 }
+
+impl TestEnv {
+    /// A queue of this test's own bound to `relay.events` for every delivery outcome event
+    /// (`relay.delivery.#`), as a handler would bind to them; read it with [`TestEnv::next_message`].
+    pub async fn outcome_queue(&self, channel: &lapin::Channel) -> String {
+        self.declare_topology().await;
+        let queue = format!("e2e-outcomes-{}", uuid::Uuid::now_v7().simple());
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare the outcome queue");
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                relay_core::routing::EVENTS_EXCHANGE.into(),
+                "relay.delivery.#".into(),
+                lapin::options::QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind the outcome queue");
+        queue
+    }
+}

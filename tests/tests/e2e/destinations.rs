@@ -13,8 +13,6 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use hmac::{KeyInit, Mac};
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use relay_amqp::headers;
 use relay_core::config::{DestinationConfig, Signing};
 use relay_e2e::*;
@@ -251,42 +249,8 @@ async fn voximplant_jwt_requests_carry_a_verifiable_token_and_a_200_with_an_erro
     env.config.destinations.insert("vox-api".to_owned(), d);
 
     // Outcome events, as a handler would bind to them.
-    env.declare_topology().await;
     let channel = env.channel().await;
-    let queue = format!("e2e-outcomes-{}", uuid::Uuid::now_v7().simple());
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            queue.as_str().into(),
-            "relay.events".into(),
-            "relay.delivery.#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut outcomes = channel
-        .basic_consume(
-            queue.as_str().into(),
-            "e2e".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let outcomes = env.outcome_queue(&channel).await;
 
     let mut jobs = jobs_for("vox-api", 2);
     for job in &mut jobs {
@@ -337,12 +301,11 @@ async fn voximplant_jwt_requests_carry_a_verifiable_token_and_a_200_with_an_erro
 
     let mut seen = Vec::new();
     while seen.len() < 2 {
-        let delivery = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut outcomes))
+        let message = env
+            .next_message(&channel, &outcomes, WAIT)
             .await
-            .expect("an outcome event")
-            .unwrap()
-            .unwrap();
-        let event: serde_json::Value = serde_json::from_slice(&delivery.data).unwrap();
+            .expect("an outcome event");
+        let event: serde_json::Value = serde_json::from_slice(&message.delivery.data).unwrap();
         seen.push(event["data"].clone());
     }
     let succeeded = seen.iter().find(|d| d["succeeded"] == true).unwrap();

@@ -14,6 +14,7 @@ mod hooks;
 mod http_layer;
 mod ingress;
 mod isolation;
+mod outcomes;
 mod plivo;
 mod raw;
 mod resilience;
