@@ -83,3 +83,48 @@ impl Destination {
             .set(if disabled { 1.0 } else { 0.0 });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_core::config::Signing;
+
+    #[test]
+    fn a_destination_retries_on_its_own_schedule_or_on_deliverys() {
+        let mut config = Config::default();
+        let mut own = DestinationConfig::new("http://127.0.0.1:1/a", Signing::None, None);
+        own.backoff_base = Some(Duration::from_secs(5));
+        own.backoff_max = Some(Duration::from_secs(600));
+        config.destinations.insert("own".into(), own);
+        config.destinations.insert(
+            "default".into(),
+            DestinationConfig::new("http://127.0.0.1:1/b", Signing::None, None),
+        );
+        let destinations = from_config(&config).unwrap();
+        let own = &destinations["own"];
+        assert_eq!(
+            (own.backoff_base, own.backoff_max),
+            (Duration::from_secs(5), Duration::from_secs(600))
+        );
+        let default = &destinations["default"];
+        assert_eq!(
+            (default.backoff_base, default.backoff_max),
+            (config.delivery.backoff_base, config.delivery.backoff_max)
+        );
+    }
+
+    #[test]
+    fn disabling_is_reported_once_per_change() {
+        let mut config = Config::default();
+        config.destinations.insert(
+            "d".into(),
+            DestinationConfig::new("http://127.0.0.1:1/d", Signing::None, None),
+        );
+        let d = &from_config(&config).unwrap()["d"];
+        assert!(!d.is_disabled());
+        assert!(d.set_disabled(true));
+        assert!(!d.set_disabled(true), "already disabled");
+        assert!(d.is_disabled());
+        assert!(d.set_disabled(false));
+    }
+}
