@@ -49,14 +49,22 @@ pub const CALL_LOG: HandlerRoute = HandlerRoute {
         "acrobits.web_callback",
         "acrobits.web_callback_refused",
         "relay.delivery.*.call-log",
+        "relay.delivery.failed.web-callback",
     ],
+};
+
+/// The web-callback handler: an accepted web callback becomes an origination job (Plivo or
+/// Voximplant), and the outcomes of its jobs are recorded on the session.
+pub const WEB_CALLBACK: HandlerRoute = HandlerRoute {
+    name: "web-callback",
+    patterns: &["acrobits.web_callback", "relay.delivery.*.web-callback"],
 };
 
 /// Every handler the worker knows. Which of them run is configuration
 /// (`Config::enabled_handlers`): a handler's queue is declared only while it is enabled, since
 /// a bound queue without a consumer would silently collect events that belong in
 /// `relay.unrouted`.
-pub const HANDLERS: &[HandlerRoute] = &[MIN_BALANCE_ALERT, CALL_LOG];
+pub const HANDLERS: &[HandlerRoute] = &[MIN_BALANCE_ALERT, CALL_LOG, WEB_CALLBACK];
 
 /// Headers exchange that routes a message straight to one handler's queue by its
 /// [`HANDLER_HEADER`]: durable handler retries and timers come back through it, to that

@@ -21,3 +21,4 @@ mod resilience;
 mod shutdown;
 mod slow_clients;
 mod topology;
+mod web_callback;

@@ -149,8 +149,15 @@ fn xml_escape(text: &str) -> String {
 }
 
 /// The answer XML: `<Dial>` to a web-callback leg's target, or the default. Where a name
-/// repeats, the last value is read, as everywhere else.
-pub(crate) fn answer_xml(query: &[(String, String)], default: &str) -> String {
+/// repeats, the last value is read, as everywhere else. A query with `expires` (unix seconds)
+/// dials only until then (`now`); with `session`, the Dial reports the target's leg to the
+/// status route under that session (`base`: the public URL), so the call log threads it.
+pub(crate) fn answer_xml(
+    query: &[(String, String)],
+    default: &str,
+    now: i64,
+    base: &str,
+) -> String {
     let get = |name: &str| {
         query
             .iter()
@@ -158,18 +165,33 @@ pub(crate) fn answer_xml(query: &[(String, String)], default: &str) -> String {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
+    let expired = get("expires").is_some_and(|e| e.parse::<i64>().map_or(true, |at| at < now));
     match get("target").and_then(phone::normalize_e164) {
-        Some(target) => {
+        Some(target) if !expired => {
             let caller = get("caller_id")
                 .and_then(phone::normalize_e164)
                 .map(|c| format!(" callerId=\"{}\"", xml_escape(&c)))
                 .unwrap_or_default();
+            let report = get("session")
+                .map(|session| {
+                    let session: String =
+                        form_urlencoded::byte_serialize(session.as_bytes()).collect();
+                    let url = format!(
+                        "{}/v1/plivo/status?session={session}",
+                        base.trim_end_matches('/')
+                    );
+                    format!(
+                        " callbackUrl=\"{}\" callbackMethod=\"POST\"",
+                        xml_escape(&url)
+                    )
+                })
+                .unwrap_or_default();
             format!(
-                "<Response><Dial{caller}><Number>{}</Number></Dial></Response>",
+                "<Response><Dial{caller}{report}><Number>{}</Number></Dial></Response>",
                 xml_escape(&target)
             )
         }
-        None => default.to_owned(),
+        _ => default.to_owned(),
     }
 }
 
@@ -260,7 +282,13 @@ pub(crate) async fn handle(
     };
     let accepted = publish_all(app, SOURCE, vec![outgoing]).await?;
     if kind == "answer" {
-        let xml = answer_xml(request.query(), &routes.default_answer_xml);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let xml = answer_xml(
+            request.query(),
+            &routes.default_answer_xml,
+            now,
+            &app.public_base_url,
+        );
         return Ok(([(header::CONTENT_TYPE, "application/xml")], xml).into_response());
     }
     Ok(axum::Json(accepted).into_response())

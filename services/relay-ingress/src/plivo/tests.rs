@@ -151,19 +151,42 @@ fn statuses_map_to_event_names() {
     assert_eq!(status(&pairs(&[("CallStatus", "a.b")]), "status"), "status");
 }
 
+const BASE: &str = "https://relay.example/";
+
+#[test]
+fn a_web_callback_answer_dials_until_it_expires_and_reports_the_second_leg() {
+    let q = pairs(&[
+        ("session", "callback:0190 e1"),
+        ("target", "+15557654321"),
+        ("caller_id", "+15550001111"),
+        ("expires", "1000"),
+    ]);
+    assert_eq!(
+        answer_xml(&q, "<Response/>", 1000, BASE),
+        "<Response><Dial callerId=\"+15550001111\" callbackUrl=\"https://relay.example/v1/plivo/status?session=callback%3A0190+e1\" callbackMethod=\"POST\"><Number>+15557654321</Number></Dial></Response>"
+    );
+    assert_eq!(
+        answer_xml(&q, "<Response/>", 1001, BASE),
+        "<Response/>",
+        "expired"
+    );
+    let bad = pairs(&[("target", "+15557654321"), ("expires", "soon")]);
+    assert_eq!(answer_xml(&bad, "<Response/>", 0, BASE), "<Response/>");
+}
+
 #[test]
 fn answer_dials_a_valid_target_and_escapes_it() {
     let q = pairs(&[("target", "+1 555 123 1234"), ("caller_id", "+15550000000")]);
     assert_eq!(
-        answer_xml(&q, "<Response/>"),
+        answer_xml(&q, "<Response/>", 0, BASE),
         "<Response><Dial callerId=\"+15550000000\"><Number>+15551231234</Number></Dial></Response>"
     );
     assert_eq!(
-        answer_xml(&pairs(&[("target", "<script>")]), "<Response/>"),
+        answer_xml(&pairs(&[("target", "<script>")]), "<Response/>", 0, BASE),
         "<Response/>"
     );
     assert_eq!(
-        answer_xml(&[], "<Response><Hangup/></Response>"),
+        answer_xml(&[], "<Response><Hangup/></Response>", 0, BASE),
         "<Response><Hangup/></Response>"
     );
     assert_eq!(xml_escape("a&\"<>'"), "a&amp;&quot;&lt;&gt;&apos;");
@@ -173,7 +196,7 @@ proptest::proptest! {
     #[test]
     fn answer_xml_never_carries_unvalidated_text(target in ".{0,40}", caller in ".{0,40}") {
         let q = vec![("target".to_owned(), target), ("caller_id".to_owned(), caller)];
-        let xml = answer_xml(&q, "<Response/>");
+        let xml = answer_xml(&q, "<Response/>", 0, BASE);
         if xml != "<Response/>" {
             let number = xml.split("<Number>").nth(1).and_then(|r| r.split("</Number>").next()).unwrap();
             proptest::prop_assert!(number.starts_with('+') && number[1..].bytes().all(|b| b.is_ascii_digit()));

@@ -3,6 +3,7 @@
 
 pub mod call_log;
 pub mod min_balance;
+pub mod web_callback;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,13 @@ pub fn build(config: &Config, store: &Store) -> Result<Vec<Arc<dyn Handler>>, St
     }
     if let Some(section) = &config.worker.call_log {
         handlers.push(Arc::new(call_log::CallLog::new(section, store.clone())?));
+    }
+    if let Some(section) = &config.worker.web_callback {
+        handlers.push(Arc::new(web_callback::WebCallback::new(
+            section,
+            &config.ingress.public_base_url,
+            store.clone(),
+        )));
     }
     Ok(handlers)
 }

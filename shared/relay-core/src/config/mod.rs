@@ -14,6 +14,7 @@ mod ingress;
 mod redis;
 mod secret;
 mod telemetry;
+mod web_callback;
 mod worker;
 
 pub use amqp::AmqpConfig;
@@ -26,6 +27,7 @@ pub use ingress::{
 pub use redis::RedisConfig;
 pub use secret::EnvSecret;
 pub use telemetry::{LogFormat, TelemetryConfig};
+pub use web_callback::{PlivoOrigination, Provider, VoximplantOrigination, WebCallbackConfig};
 pub use worker::{
     AgentConfig, AlertFormat, CallLogConfig, InboundAnswer, MinBalanceAlertConfig, WorkerConfig,
 };

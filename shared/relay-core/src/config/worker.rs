@@ -1,6 +1,7 @@
 //! `[worker]`: relay-worker and its handlers.
 //!
-//! A handler runs when its section is present (`[worker.call_log]`, `[worker.min_balance_alert]`);
+//! A handler runs when its section is present (`[worker.call_log]`, `[worker.min_balance_alert]`,
+//! `[worker.web_callback]`);
 //! without its section its queue is not declared and the events it would take stay in
 //! `relay.unrouted`.
 
@@ -42,6 +43,8 @@ pub struct WorkerConfig {
     pub min_balance_alert: Option<MinBalanceAlertConfig>,
     /// The call-log handler; absent: off.
     pub call_log: Option<CallLogConfig>,
+    /// The web-callback handler (originates the calls web callbacks ask for); absent: off.
+    pub web_callback: Option<super::WebCallbackConfig>,
 }
 
 impl Default for WorkerConfig {
@@ -55,6 +58,7 @@ impl Default for WorkerConfig {
             queue_depth_interval: Duration::from_secs(15),
             min_balance_alert: None,
             call_log: None,
+            web_callback: None,
         }
     }
 }
@@ -185,6 +189,9 @@ impl Config {
         if worker.call_log.is_some() {
             routes.push(routing::CALL_LOG);
         }
+        if worker.web_callback.is_some() {
+            routes.push(routing::WEB_CALLBACK);
+        }
         routes
     }
 
@@ -218,6 +225,7 @@ impl Config {
             destination("worker.min_balance_alert.destination", &alert.destination)?;
             prefetch("worker.min_balance_alert.prefetch", alert.prefetch)?;
         }
+        self.validate_web_callback()?;
         if let Some(log) = &self.worker.call_log {
             destination("worker.call_log.destination", &log.destination)?;
             prefetch("worker.call_log.prefetch", log.prefetch)?;

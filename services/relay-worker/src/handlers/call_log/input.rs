@@ -47,6 +47,7 @@ pub(super) fn read(
         return voximplant(&get, event.time, region).map(Some);
     }
     match routing_key {
+        "relay.delivery.failed.web-callback" => Ok(origination_failed(event)),
         "acrobits.web_callback" => {
             let user = get("username").ok_or("web callback without `username`")?;
             let target = get("target").ok_or("web callback without `target`")?;
@@ -75,6 +76,34 @@ pub(super) fn read(
         }
         _ => Ok(None),
     }
+}
+
+/// A failed origination (the web-callback handler's job given up on) as its session's input:
+/// the provider's own error message when its answer has one, else delivery's reason.
+fn origination_failed(event: &CloudEvent) -> Option<Input> {
+    let outcome = relay_core::outcome::DeliveryOutcome::from_event(event).ok()?;
+    let session = outcome.context.get("session")?.clone();
+    let said = outcome
+        .response_excerpt
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+        .and_then(|answer| match answer.get("error") {
+            Some(serde_json::Value::String(text)) => Some(text.clone()),
+            Some(other) => other.get("msg").and_then(|m| m.as_str()).map(str::to_owned),
+            None => None,
+        });
+    let reason = said
+        .or(outcome.detail)
+        .or(outcome.reason)
+        .unwrap_or_else(|| "the provider did not place the call".to_owned());
+    Some(Input {
+        session,
+        at: event.time,
+        direction: Some(Direction::Outbound),
+        customer: None,
+        channel: None,
+        kind: Kind::OriginationFailed { reason },
+    })
 }
 
 /// A JSON value as text: strings as they are, numbers printed, a repeated form parameter (an

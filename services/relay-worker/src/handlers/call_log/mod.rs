@@ -232,7 +232,10 @@ impl Handler for CallLog {
         context: &'a Context,
     ) -> BoxFuture<'a, HandlerResult> {
         Box::pin(async move {
-            if context.routing_key.starts_with("relay.delivery.") {
+            // Its own messages' outcomes; a failed origination (`….web-callback`) is an input.
+            if context.routing_key.starts_with("relay.delivery.")
+                && context.routing_key.ends_with(&format!(".{NAME}"))
+            {
                 return self.on_outcome(event, context).await;
             }
             let timer = match event.ty.as_str() {

@@ -104,6 +104,12 @@ pub enum Kind {
         /// Why, in words.
         reason: String,
     },
+    /// The relay could not originate the call a web callback asked for (the provider refused,
+    /// or it could not be reached in time).
+    OriginationFailed {
+        /// Why, in words.
+        reason: String,
+    },
     /// The call exists: ringing, or being set up.
     Ringing,
     /// The provider's application answered an inbound call (not necessarily a person).
@@ -342,6 +348,23 @@ pub fn apply(session: Option<Session>, input: &Input, rules: &Rules) -> Step {
                 s.push(
                     "refused".into(),
                     format!("Callback refused: {reason}"),
+                    input.at,
+                    None,
+                    rules,
+                );
+            } else {
+                stale = true;
+            }
+        }
+        Kind::OriginationFailed { reason } => {
+            // Only before the call exists: once a leg rings, the provider did place it.
+            if matches!(s.state, State::New | State::Requested) {
+                s.state = State::Failed;
+                s.direction = Direction::Outbound;
+                s.ended_at = Some(input.at);
+                s.push(
+                    "failed".into(),
+                    format!("Callback failed: {reason}"),
                     input.at,
                     None,
                     rules,

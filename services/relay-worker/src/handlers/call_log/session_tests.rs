@@ -402,6 +402,12 @@ fn event_pool() -> Vec<Input> {
             70,
         ),
         input(Kind::EndTimer, 4 * 3600),
+        input(
+            Kind::OriginationFailed {
+                reason: "insufficient balance".into(),
+            },
+            2,
+        ),
     ]
 }
 
@@ -411,7 +417,7 @@ proptest! {
     /// no message id comes twice.
     #[test]
     fn messages_follow_the_state_order_whatever_the_arrival_order(
-        picks in proptest::collection::vec(0usize..8, 1..24),
+        picks in proptest::collection::vec(0usize..9, 1..24),
     ) {
         let pool = event_pool();
         let mut inputs: Vec<Input> = picks.iter().map(|&i| pool[i].clone()).collect();
@@ -451,7 +457,7 @@ proptest! {
 
     /// The transition never panics and never leaves a terminal state, whatever it is fed.
     #[test]
-    fn terminal_states_are_final(picks in proptest::collection::vec(0usize..8, 1..30)) {
+    fn terminal_states_are_final(picks in proptest::collection::vec(0usize..9, 1..30)) {
         let pool = event_pool();
         let rules = rules();
         let mut session: Option<Session> = None;
@@ -467,4 +473,35 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_failed_origination_closes_a_requested_callback_once_and_never_a_placed_call() {
+    let requested = Input {
+        kind: Kind::Requested {
+            user: "alice".into(),
+            target: "+15557654321".into(),
+        },
+        ..input(Kind::Ringing, 0)
+    };
+    let failed = input(
+        Kind::OriginationFailed {
+            reason: "insufficient balance".into(),
+        },
+        3,
+    );
+    let (texts, _) = run(&[requested.clone(), failed.clone(), failed.clone()]);
+    assert_eq!(
+        texts,
+        [
+            "Callback requested by alice to +15557654321",
+            "Callback failed: insufficient balance"
+        ]
+    );
+    // Once the user's leg rings the provider placed the call: a late failure changes nothing.
+    let (placed, _) = run(&[requested, input(Kind::Ringing, 1), failed]);
+    assert!(
+        !placed.iter().any(|t| t.starts_with("Callback failed")),
+        "{placed:?}"
+    );
 }

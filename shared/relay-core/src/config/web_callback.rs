@@ -1,0 +1,236 @@
+//! `[worker.web_callback]`: the handler that originates the call an Acrobits web callback asked
+//! for, through Plivo or Voximplant (both legs: the user first, then the target).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::duration::serde_text;
+
+use super::{Config, ConfigError, invalid};
+
+/// Who places the calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    /// Plivo's Call API; the second leg is a `<Dial>` from ingress's answer route.
+    Plivo,
+    /// Voximplant's `StartScenarios`; the scenario (deploy/voximplant/) calls both legs.
+    Voximplant,
+}
+
+/// The web-callback handler.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebCallbackConfig {
+    /// The provider of accounts not listed in `accounts`.
+    pub provider: Provider,
+    /// Acrobits username → provider, for accounts that use another one.
+    pub accounts: BTreeMap<String, Provider>,
+    /// An origination not placed this long after the request is given up (the user stopped
+    /// waiting): its job is dead-lettered instead of retried.
+    #[serde(with = "serde_text")]
+    pub give_up_after: Duration,
+    /// How long the answer URL of a Plivo call stays good: an answer request after it gets the
+    /// default XML, not a `<Dial>`.
+    #[serde(with = "serde_text")]
+    pub answer_valid_for: Duration,
+    /// How long the outcome of an origination (the provider's call id) is kept in Redis.
+    #[serde(with = "serde_text")]
+    pub outcome_ttl: Duration,
+    /// Plivo origination.
+    pub plivo: Option<PlivoOrigination>,
+    /// Voximplant origination.
+    pub voximplant: Option<VoximplantOrigination>,
+    /// Unacknowledged events at once; default `worker.prefetch`.
+    pub prefetch: Option<u16>,
+}
+
+impl Default for WebCallbackConfig {
+    fn default() -> Self {
+        Self {
+            provider: Provider::Plivo,
+            accounts: BTreeMap::new(),
+            give_up_after: Duration::from_secs(120),
+            answer_valid_for: Duration::from_secs(600),
+            outcome_ttl: Duration::from_secs(2 * 86_400),
+            plivo: None,
+            voximplant: None,
+            prefetch: None,
+        }
+    }
+}
+
+/// Originating through Plivo's Call API (`POST /v1/Account/{auth_id}/Call/`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlivoOrigination {
+    /// The destination of the API (`https://api.plivo.com`, `signing = "basic"` with
+    /// `username` = the auth id and the auth token as its secret).
+    #[serde(default = "default_plivo_destination")]
+    pub destination: String,
+    /// The account's auth id (in the API path).
+    pub auth_id: String,
+    /// The number both legs show (E.164): a number of the account.
+    pub caller_id: String,
+    /// Seconds the user's phone rings before Plivo gives up.
+    #[serde(default = "default_ring_timeout")]
+    pub ring_timeout: u32,
+}
+
+/// Originating through Voximplant's `StartScenarios`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoximplantOrigination {
+    /// The destination of the API (`https://api.voximplant.com`, `signing = "voximplant-jwt"`).
+    #[serde(default = "default_voximplant_destination")]
+    pub destination: String,
+    /// The rule that runs deploy/voximplant/web-callback.js.
+    pub rule_id: u64,
+    /// The number both legs show (E.164), passed to the scenario.
+    pub caller_id: String,
+}
+
+fn default_plivo_destination() -> String {
+    "plivo-api".to_owned()
+}
+fn default_voximplant_destination() -> String {
+    "voximplant-api".to_owned()
+}
+fn default_ring_timeout() -> u32 {
+    30
+}
+
+impl WebCallbackConfig {
+    /// The provider of `username`.
+    pub fn provider_of(&self, username: &str) -> Provider {
+        self.accounts
+            .get(username)
+            .copied()
+            .unwrap_or(self.provider)
+    }
+}
+
+impl Config {
+    /// Checks `[worker.web_callback]`, when present.
+    pub(super) fn validate_web_callback(&self) -> Result<(), ConfigError> {
+        let Some(section) = &self.worker.web_callback else {
+            return Ok(());
+        };
+        let destination = |field: &str, name: &str| {
+            if self.destinations.contains_key(name) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    field,
+                    format!("no destination named `{name}` in [destinations]"),
+                ))
+            }
+        };
+        let e164 = |field: &str, number: &str| {
+            if crate::phone::normalize_e164(number).as_deref() == Some(number) {
+                Ok(())
+            } else {
+                Err(invalid(field, "an E.164 number such as \"+15550001111\""))
+            }
+        };
+        let used = std::iter::once(section.provider).chain(section.accounts.values().copied());
+        for provider in used {
+            match provider {
+                Provider::Plivo if section.plivo.is_none() => {
+                    return Err(invalid(
+                        "worker.web_callback.plivo",
+                        "Plivo originates some callbacks: configure [worker.web_callback.plivo]",
+                    ));
+                }
+                Provider::Voximplant if section.voximplant.is_none() => {
+                    return Err(invalid(
+                        "worker.web_callback.voximplant",
+                        "Voximplant originates some callbacks: configure [worker.web_callback.voximplant]",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if let Some(plivo) = &section.plivo {
+            destination("worker.web_callback.plivo.destination", &plivo.destination)?;
+            e164("worker.web_callback.plivo.caller_id", &plivo.caller_id)?;
+            if plivo.auth_id.is_empty() || !plivo.auth_id.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
+                return Err(invalid(
+                    "worker.web_callback.plivo.auth_id",
+                    "the account's auth id (letters and digits)",
+                ));
+            }
+            if plivo.ring_timeout == 0 {
+                return Err(invalid(
+                    "worker.web_callback.plivo.ring_timeout",
+                    "must be positive",
+                ));
+            }
+        }
+        if let Some(vox) = &section.voximplant {
+            destination(
+                "worker.web_callback.voximplant.destination",
+                &vox.destination,
+            )?;
+            e164("worker.web_callback.voximplant.caller_id", &vox.caller_id)?;
+        }
+        if section.give_up_after.is_zero() || section.answer_valid_for.is_zero() {
+            return Err(invalid(
+                "worker.web_callback.give_up_after",
+                "give_up_after and answer_valid_for must be positive",
+            ));
+        }
+        if section.prefetch == Some(0) {
+            return Err(invalid(
+                "worker.web_callback.prefetch",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, String> {
+        let config = Config::from_toml(text, &[], &|_: &str| Some("secret".to_owned()))
+            .map_err(|e| e.to_string())?;
+        config.validate_worker().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    const DESTINATIONS: &str = "[destinations.plivo-api]\nurl = \"http://127.0.0.1:1\"\nsigning = \"basic\"\nusername = \"MA1\"\nsecret_env = \"T\"\n[destinations.voximplant-api]\nurl = \"http://127.0.0.1:1\"\n";
+
+    #[test]
+    fn providers_per_account_and_their_sections() {
+        let config = load(&format!(
+            "{DESTINATIONS}[worker.web_callback]\naccounts = {{ bob = \"voximplant\" }}\n[worker.web_callback.plivo]\nauth_id = \"MA1\"\ncaller_id = \"+15550001111\"\n[worker.web_callback.voximplant]\nrule_id = 7\ncaller_id = \"+15550001111\"\n"
+        ))
+        .unwrap();
+        let section = config.worker.web_callback.as_ref().unwrap();
+        assert_eq!(section.provider_of("alice"), Provider::Plivo);
+        assert_eq!(section.provider_of("bob"), Provider::Voximplant);
+        assert_eq!(section.plivo.as_ref().unwrap().destination, "plivo-api");
+        assert_eq!(section.plivo.as_ref().unwrap().ring_timeout, 30);
+    }
+
+    #[test]
+    fn a_provider_in_use_needs_its_section_and_numbers_are_e164() {
+        let err = load(&format!("{DESTINATIONS}[worker.web_callback]\n")).unwrap_err();
+        assert!(err.contains("worker.web_callback.plivo"), "{err}");
+        let err = load(&format!(
+            "{DESTINATIONS}[worker.web_callback]\n[worker.web_callback.plivo]\nauth_id = \"MA1\"\ncaller_id = \"5550001111\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("caller_id"), "{err}");
+        let err = load(&format!(
+            "{DESTINATIONS}[worker.web_callback]\nprovider = \"voximplant\"\n[worker.web_callback.voximplant]\ndestination = \"nope\"\nrule_id = 1\ncaller_id = \"+15550001111\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("no destination named `nope`"), "{err}");
+    }
+}
