@@ -538,6 +538,14 @@ impl Relay {
     }
 }
 
+/// A throwaway RSA key pair (the relay-delivery test fixture) for Voximplant service-account
+/// tokens: the private key signs, the public one verifies.
+pub const VOX_PRIVATE: &str =
+    include_str!("../../services/relay-delivery/tests/fixtures/voximplant-test-key.pem");
+/// The public half of [`VOX_PRIVATE`].
+pub const VOX_PUBLIC: &str =
+    include_str!("../../services/relay-delivery/tests/fixtures/voximplant-test-key.pub.pem");
+
 /// `count` jobs for `destination`, ids unique to this run.
 pub fn jobs_for(destination: &str, count: usize) -> Vec<relay_core::DeliveryJob> {
     (0..count)

@@ -21,10 +21,6 @@ use tokio::sync::{mpsc, watch};
 const WAIT: Duration = Duration::from_secs(15);
 const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NEW: &str = "whsec_bm90IHRoZSBvdGhlciBvbmUgYXQgYWxs";
-const VOX_PRIVATE: &str =
-    include_str!("../../../services/relay-delivery/tests/fixtures/voximplant-test-key.pem");
-const VOX_PUBLIC: &str =
-    include_str!("../../../services/relay-delivery/tests/fixtures/voximplant-test-key.pub.pem");
 
 /// One scripted answer.
 struct Answer {

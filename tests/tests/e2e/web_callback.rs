@@ -21,10 +21,6 @@ const WAIT: Duration = Duration::from_secs(20);
 const USER_NUMBER: &str = "+15559879876";
 const TARGET: &str = "+15551231234";
 const CALLER_ID: &str = "+15550001111";
-const VOX_PRIVATE: &str =
-    include_str!("../../../services/relay-delivery/tests/fixtures/voximplant-test-key.pem");
-const VOX_PUBLIC: &str =
-    include_str!("../../../services/relay-delivery/tests/fixtures/voximplant-test-key.pub.pem");
 
 /// A provider API answering each request with the next scripted (status, body).
 struct Api {

@@ -117,16 +117,7 @@ impl Config {
         let Some(section) = &self.worker.web_callback else {
             return Ok(());
         };
-        let destination = |field: &str, name: &str| {
-            if self.destinations.contains_key(name) {
-                Ok(())
-            } else {
-                Err(invalid(
-                    field,
-                    format!("no destination named `{name}` in [destinations]"),
-                ))
-            }
-        };
+        let destination = |field: &str, name: &str| self.require_destination(field, name);
         let e164 = |field: &str, number: &str| {
             if crate::phone::normalize_e164(number).as_deref() == Some(number) {
                 Ok(())

@@ -179,6 +179,18 @@ impl Default for CallLogConfig {
 }
 
 impl Config {
+    /// `Ok` when `[destinations]` has `name`; else an error naming `field`.
+    pub(super) fn require_destination(&self, field: &str, name: &str) -> Result<(), ConfigError> {
+        if self.destinations.contains_key(name) {
+            Ok(())
+        } else {
+            Err(invalid(
+                field,
+                format!("no destination named `{name}` in [destinations]"),
+            ))
+        }
+    }
+
     /// The handlers whose section is present, with their routes.
     pub fn enabled_handlers(&self) -> Vec<HandlerRoute> {
         let worker = &self.worker;
@@ -197,16 +209,7 @@ impl Config {
 
     /// Checks what relay-worker needs.
     pub fn validate_worker(&self) -> Result<(), ConfigError> {
-        let destination = |field: &str, name: &str| {
-            if self.destinations.contains_key(name) {
-                Ok(())
-            } else {
-                Err(invalid(
-                    field,
-                    format!("no destination named `{name}` in [destinations]"),
-                ))
-            }
-        };
+        let destination = |field: &str, name: &str| self.require_destination(field, name);
         let prefetch = |field: &str, value: Option<u16>| {
             if value == Some(0) {
                 Err(invalid(field, "must be at least 1"))
