@@ -2,7 +2,7 @@
 
 use base64::Engine;
 
-use crate::{VerifyError, b64, ct_eq};
+use crate::{VerifyError, b64, ct_eq_secret};
 
 /// Verifies an `Authorization` header value against `username` and `password`.
 pub fn verify(header: Option<&str>, username: &str, password: &str) -> Result<(), VerifyError> {
@@ -25,8 +25,9 @@ pub fn verify(header: Option<&str>, username: &str, password: &str) -> Result<()
         .ok_or(VerifyError::Malformed("credentials lack a `:`"))?;
     let (user, pass) = (&decoded[..colon], &decoded[colon + 1..]);
     // Both compared, always: which half was wrong must not show in the timing.
-    let user_ok = ct_eq(user, username.as_bytes());
-    let pass_ok = ct_eq(pass, password.as_bytes());
+    // Digests, so that neither the configured name's nor the password's length shows.
+    let user_ok = ct_eq_secret(user, username.as_bytes());
+    let pass_ok = ct_eq_secret(pass, password.as_bytes());
     if user_ok & pass_ok {
         Ok(())
     } else {

@@ -49,6 +49,16 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// Equality of two secrets (passwords, user names) that takes the same time whatever their
+/// lengths: their SHA-256 digests are compared in constant time, so neither a difference in
+/// length nor the position of the first differing byte shows. (`ct_eq` tells lengths apart,
+/// which is public for signatures but not for a password.)
+pub fn ct_eq_secret(a: &[u8], b: &[u8]) -> bool {
+    use sha2::Digest;
+    let (x, y) = (sha2::Sha256::digest(a), sha2::Sha256::digest(b));
+    bool::from(x.as_slice().ct_eq(y.as_slice()))
+}
+
 /// Whether any `given` signature equals any `expected` one. Every pair is compared in constant
 /// time and none is skipped, so timing reveals neither which candidate matched nor how close a
 /// wrong one came (the number of candidates is public).
@@ -86,5 +96,14 @@ mod tests {
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"abcd"));
         assert!(ct_eq(b"", b""));
+    }
+
+    #[test]
+    fn secrets_compare_by_content_whatever_their_lengths() {
+        assert!(ct_eq_secret(b"s3cret", b"s3cret"));
+        assert!(!ct_eq_secret(b"s3cret", b"s3cre"));
+        assert!(!ct_eq_secret(b"s3cret", b"s3cret-and-more"));
+        assert!(!ct_eq_secret(b"", b"x"));
+        assert!(ct_eq_secret(b"", b""));
     }
 }
