@@ -296,12 +296,14 @@ async fn reamaze_request(
 
 async fn acrobits_request(
     State(app): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<SocketAddr>>>,
     uri: axum::extract::OriginalUri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let (response, outcome) = acrobits::handle(&app, &uri, &headers, body).await;
+    let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(peer))| peer);
+    let (response, outcome) = acrobits::handle(&app, peer, &uri, &headers, body).await;
     count(acrobits::SOURCE, started, outcome);
     response
 }

@@ -91,6 +91,7 @@ pub(crate) async fn serve(
     let requests = Requests {
         router,
         body_read_timeout: limits.body_read_timeout,
+        peer: None,
     };
     loop {
         // The permit comes first: at the cap, connections wait in the backlog, not in memory.
@@ -99,11 +100,11 @@ pub(crate) async fn serve(
             () = stop.cancelled() => break,
             permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     accept_failed(&error, stop).await;
                     continue;
@@ -114,8 +115,11 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let mut builder = http.clone();
         builder.timer(HeadTimer::new(limits));
-        let connection =
-            graceful.watch(builder.serve_connection(TokioIo::new(stream), requests.clone()));
+        let requests = Requests {
+            peer: Some(peer),
+            ..requests.clone()
+        };
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), requests));
         let cut = cut.clone();
         metrics::gauge!("relay_ingress_connections").increment(1.0);
         tokio::spawn(async move {
@@ -146,11 +150,13 @@ pub(crate) async fn serve(
     }
 }
 
-/// The router behind one connection: each request's body gets its deadline first.
+/// The router behind one connection: each request's body gets its deadline first, and the
+/// request carries the connection's peer address (`ConnectInfo`, for per-client limits).
 #[derive(Clone)]
 struct Requests {
     router: Router,
     body_read_timeout: Duration,
+    peer: Option<std::net::SocketAddr>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Requests {
@@ -160,7 +166,12 @@ impl hyper::service::Service<Request<Incoming>> for Requests {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let deadline = tokio::time::Instant::now() + self.body_read_timeout;
-        let request = request.map(|body| Body::new(Deadline::new(body, deadline)));
+        let mut request = request.map(|body| Body::new(Deadline::new(body, deadline)));
+        if let Some(peer) = self.peer {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         // A router is always ready (axum documents `poll_ready` as always `Ready`).
         tower_service::Service::call(&mut self.router.clone(), request)
     }

@@ -19,12 +19,14 @@ mod connection;
 mod dedup;
 mod destinations;
 mod ledger;
+mod limits;
 mod private;
 mod records;
 #[cfg(test)]
 mod test_redis;
 
 pub use destinations::{DISABLED_TTL, Disabled};
+pub use limits::{Admission, Limit, Window};
 pub use private::PrivateRedis;
 pub use records::{AttemptEntry, DeliveryRecord, DeliveryStatus, MAX_HISTORY};
 

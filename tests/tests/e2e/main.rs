@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod acrobits;
+mod acrobits_guard;
 mod broker;
 mod call_log;
 mod dead_letters;

@@ -81,12 +81,17 @@ pub(super) fn reply(
 }
 
 /// A refusal the app shows to its user.
+#[derive(Debug)]
 pub(super) struct Refusal {
     pub(super) status: StatusCode,
     pub(super) ty: &'static str,
     pub(super) message: String,
     pub(super) retry_after: Option<u64>,
+    /// The `outcome` label of `relay_ingress_requests_total`.
     pub(super) outcome: &'static str,
+    /// The finer `reason` label of `relay_ingress_callbacks_refused_total` (which limit, which
+    /// lockout); the outcome unless set.
+    pub(super) reason: &'static str,
 }
 
 impl Refusal {
@@ -102,7 +107,28 @@ impl Refusal {
             message: message.into(),
             retry_after: None,
             outcome,
+            reason: outcome,
         }
+    }
+
+    /// The same refusal with a finer metrics `reason`.
+    pub(super) fn because(self, reason: &'static str) -> Self {
+        Self { reason, ..self }
+    }
+
+    /// The same refusal, telling the app to wait `wait` (whole seconds, at least one).
+    pub(super) fn retry_after(self, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self {
+            retry_after: Some(secs.max(1)),
+            ..self
+        }
+    }
+
+    /// Counts this refusal in `relay_ingress_callbacks_refused_total{reason}`.
+    pub(super) fn count(&self) {
+        metrics::counter!("relay_ingress_callbacks_refused_total", "reason" => self.reason)
+            .increment(1);
     }
 
     /// The app's version of a refusal the other routes answer as problem+json: the same
@@ -164,8 +190,18 @@ pub mod types {
     pub const BAD_CREDENTIALS: &str = "urn:relay:problem:bad-credentials";
     /// 403: a number is outside the allowed destinations.
     pub const DESTINATION_NOT_ALLOWED: &str = "urn:relay:problem:destination-not-allowed";
-    /// 429: too many requests for this account.
+    /// 429: a callback limit is reached (account, target number, all accounts, or callbacks
+    /// in progress); `Retry-After` says when it admits again.
     pub const RATE_LIMITED: &str = "urn:relay:problem:rate-limited";
+    /// 429: too many failed logins for this user name or from this address; `Retry-After`
+    /// says when the lockout ends.
+    pub const LOGIN_LOCKED: &str = "urn:relay:problem:login-locked";
+    /// 503: every password check slot is busy (a flood of logins); retry in a second.
+    pub const BUSY: &str = "urn:relay:problem:busy";
+    /// 503: Redis, which every callback limit needs, is unavailable: callbacks fail closed.
+    pub const CALLBACK_UNAVAILABLE: &str = "urn:relay:problem:callback-unavailable";
+    /// 503: the same callback request is being processed right now; retry in a second.
+    pub const IN_PROGRESS: &str = "urn:relay:problem:callback-in-progress";
 }
 
 #[cfg(test)]

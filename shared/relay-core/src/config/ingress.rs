@@ -9,6 +9,9 @@ use crate::duration::serde_text;
 
 use super::{Config, ConfigError, EnvSecret, invalid};
 
+// The Acrobits section lives in its own module; re-exported here for `config::` users.
+pub use super::acrobits::{AcrobitsAccount, AcrobitsSource, PasswordScheme};
+
 /// relay-ingress.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -53,78 +56,6 @@ pub struct IngressConfig {
     pub plivo: Option<PlivoSource>,
     /// Acrobits softphone web callback (`/v1/acrobits/web-callback`); 404 while not configured.
     pub acrobits: Option<AcrobitsSource>,
-}
-
-/// How the Acrobits app sends the password.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PasswordScheme {
-    /// The password itself (HTTPS only), checked against the account's argon2 hash.
-    #[default]
-    Plain,
-    /// A salted SHA-1 built from `sha1_template` with the request's nonce; checked against the
-    /// account's plaintext password secret.
-    SaltedSha1,
-}
-
-/// The Acrobits web callback route. Parameter names come from the provisioning template, so
-/// each is a list of accepted names (defaults from Acrobits' documentation).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AcrobitsSource {
-    /// Names of the user name parameter.
-    pub username_params: Vec<String>,
-    /// Names of the password (or salted hash) parameter.
-    pub password_params: Vec<String>,
-    /// Names of the number to call.
-    pub target_params: Vec<String>,
-    /// Names of the number to call back.
-    pub callback_params: Vec<String>,
-    /// How the password is sent.
-    pub password_scheme: PasswordScheme,
-    /// Names of the nonce parameter, for `salted-sha1`.
-    pub nonce_params: Vec<String>,
-    /// What is hashed for `salted-sha1`, with `{nonce}` and `{password}` filled in.
-    pub sha1_template: String,
-    /// E.164 prefixes both numbers must start with (toll-fraud guard); empty: any number.
-    pub allowed_prefixes: Vec<String>,
-    /// Requests per account per minute; 0: unlimited.
-    pub rate_limit_per_minute: u32,
-    /// Accounts allowed to request callbacks.
-    pub accounts: Vec<AcrobitsAccount>,
-}
-
-impl Default for AcrobitsSource {
-    fn default() -> Self {
-        let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect();
-        Self {
-            username_params: names(&["username", "u"]),
-            password_params: names(&["password", "p"]),
-            target_params: names(&["targetNumber", "to"]),
-            callback_params: names(&["callbackNumber", "callback"]),
-            password_scheme: PasswordScheme::Plain,
-            nonce_params: names(&["nonce"]),
-            sha1_template: "{nonce}{password}".to_owned(),
-            allowed_prefixes: Vec::new(),
-            rate_limit_per_minute: 6,
-            accounts: Vec::new(),
-        }
-    }
-}
-
-/// One Acrobits account.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AcrobitsAccount {
-    /// User name as the app sends it.
-    pub username: String,
-    /// Environment variable holding the argon2 hash of the password (`relayctl hash-password`),
-    /// for the `plain` scheme.
-    #[serde(default)]
-    pub password_hash_env: Option<EnvSecret>,
-    /// Environment variable holding the password itself, for `salted-sha1` only.
-    #[serde(default)]
-    pub password_env: Option<EnvSecret>,
 }
 
 /// The Plivo routes.
@@ -311,43 +242,7 @@ impl Config {
             reamaze.secret_env.require("ingress.reamaze.secret_env")?;
         }
         if let Some(acrobits) = &self.ingress.acrobits {
-            for (i, account) in acrobits.accounts.iter().enumerate() {
-                let field = |f: &str| format!("ingress.acrobits.accounts[{i}].{f}");
-                match acrobits.password_scheme {
-                    PasswordScheme::Plain => {
-                        let hash = account
-                            .password_hash_env
-                            .as_ref()
-                            .ok_or_else(|| {
-                                invalid(field("password_hash_env"), "required by the plain scheme")
-                            })?
-                            .require(&field("password_hash_env"))?;
-                        if !hash.starts_with("$argon2") {
-                            return Err(invalid(
-                                field("password_hash_env"),
-                                "must hold an argon2 hash (relayctl hash-password)",
-                            ));
-                        }
-                    }
-                    PasswordScheme::SaltedSha1 => {
-                        account
-                            .password_env
-                            .as_ref()
-                            .ok_or_else(|| {
-                                invalid(field("password_env"), "required by the salted-sha1 scheme")
-                            })?
-                            .require(&field("password_env"))?;
-                    }
-                }
-            }
-            for (i, prefix) in acrobits.allowed_prefixes.iter().enumerate() {
-                if !prefix.starts_with('+') || !prefix[1..].bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(invalid(
-                        format!("ingress.acrobits.allowed_prefixes[{i}]"),
-                        "an E.164 prefix such as \"+1\"",
-                    ));
-                }
-            }
+            acrobits.validate()?;
         }
         if let Some(plivo) = &self.ingress.plivo {
             plivo

@@ -7,6 +7,7 @@
 //! service validates the sections it uses with a message that names the field.
 //! `relay.example.toml` at the repository root documents every field.
 
+mod acrobits;
 mod amqp;
 mod delivery;
 mod destination;
