@@ -36,6 +36,17 @@ pub struct Timer {
     pub event: CloudEvent,
 }
 
+/// An event a handler publishes to `relay.events` for other handlers (e.g. the call log's
+/// `relay.call.missed`, which the web-callback handler takes). Its id must be deterministic, so
+/// that an output published again after a crash is recognised downstream.
+#[derive(Debug, Clone)]
+pub struct Emitted {
+    /// Routing key on `relay.events`.
+    pub routing_key: String,
+    /// The event.
+    pub event: CloudEvent,
+}
+
 /// What one event turned into.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
@@ -43,6 +54,8 @@ pub struct Output {
     pub jobs: Vec<DeliveryJob>,
     /// Timers to set.
     pub timers: Vec<Timer>,
+    /// Events for other handlers.
+    pub events: Vec<Emitted>,
 }
 
 impl Output {
@@ -55,7 +68,7 @@ impl Output {
     pub fn job(job: DeliveryJob) -> Self {
         Self {
             jobs: vec![job],
-            timers: Vec::new(),
+            ..Self::default()
         }
     }
 }

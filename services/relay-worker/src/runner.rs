@@ -1,7 +1,7 @@
 //! The generic runner around every handler: one consumer per handler queue.
 //!
 //! For each message: decode the CloudEvent, call the handler under a time budget with panics
-//! caught, publish its jobs and timers with confirms, and only then ack (invariant 3). A
+//! caught, publish its jobs, timers and events with confirms, and only then ack (invariant 3). A
 //! transient failure becomes a copy in a `relay.handler-retry.<delay>` tier that comes back to
 //! this handler alone after its backoff; a permanent one (or a panic, or an event that is not a
 //! CloudEvent) is parked in `relay.dead.events` with the reason. Publishing retries through
@@ -136,6 +136,27 @@ impl Runner {
                 .await;
             if let Err(error) = published {
                 tracing::warn!(%error, timer = %queue, "could not set a timer; the event goes back to its queue");
+                return (Disposition::Requeue, "requeued");
+            }
+        }
+        for emitted in &output.events {
+            let body = serde_json::to_vec(&emitted.event).expect("a CloudEvent always serialises");
+            let published = self
+                .broker
+                .publish_patiently(
+                    Publish {
+                        exchange: routing::EVENTS_EXCHANGE,
+                        routing_key: &emitted.routing_key,
+                        message_id: &emitted.event.id,
+                        content_type: event::CONTENT_TYPE,
+                        body: &body,
+                        headers: FieldTable::default(),
+                    },
+                    PUBLISH_BUDGET,
+                )
+                .await;
+            if let Err(error) = published {
+                tracing::warn!(%error, routing_key = %emitted.routing_key, "could not publish an event; the event goes back to its queue");
                 return (Disposition::Requeue, "requeued");
             }
         }

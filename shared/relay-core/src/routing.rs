@@ -50,6 +50,7 @@ pub const CALL_LOG: HandlerRoute = HandlerRoute {
         "acrobits.web_callback_refused",
         "relay.delivery.*.call-log",
         "relay.delivery.failed.web-callback",
+        "relay.callback.requested",
     ],
 };
 
@@ -57,8 +58,16 @@ pub const CALL_LOG: HandlerRoute = HandlerRoute {
 /// Voximplant), and the outcomes of its jobs are recorded on the session.
 pub const WEB_CALLBACK: HandlerRoute = HandlerRoute {
     name: "web-callback",
-    patterns: &["acrobits.web_callback", "relay.delivery.*.web-callback"],
+    patterns: &[
+        "acrobits.web_callback",
+        "relay.delivery.*.web-callback",
+        CALL_MISSED,
+    ],
 };
+
+/// The call log's event for an inbound call that ended unanswered (its caller may be called
+/// back: `[worker.web_callback.missed_calls]`).
+pub const CALL_MISSED: &str = "relay.call.missed";
 
 /// Every handler the worker knows. Which of them run is configuration
 /// (`Config::enabled_handlers`): a handler's queue is declared only while it is enabled, since

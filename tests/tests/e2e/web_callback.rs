@@ -321,3 +321,130 @@ async fn a_voximplant_web_callback_starts_the_scenario_and_its_refusal_reaches_t
     relay.stop().await;
     std::fs::remove_file(&path).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_call_is_called_back_once_a_day_in_its_own_thread() {
+    const CALLER: &str = "+15105559999";
+    const CHANNEL: &str = "+15550009999";
+    let helpdesk = Helpdesk::start(HELPDESK_SECRET).await;
+    let mut api = Api::start(vec![(
+        201,
+        r#"{"message": "call fired", "request_uuid": "cb-1", "api_id": "a1"}"#,
+    )])
+    .await;
+    let mut env = env(&helpdesk, Provider::Plivo);
+    env.config.worker.call_log.as_mut().unwrap().missed_grace = Duration::from_millis(300);
+    env.config
+        .worker
+        .web_callback
+        .as_mut()
+        .unwrap()
+        .missed_calls = Some(relay_core::config::MissedCallbacks {
+        channels: vec![CHANNEL.into()],
+        hours: "00:00-24:00".into(),
+        time_zone: "UTC".into(),
+        per_caller_per_day: 1,
+        user: "missed-call".into(),
+        first_number: None,
+    });
+    let mut plivo_api = DestinationConfig::new(
+        &api.url,
+        Signing::Basic,
+        Some(env.secret("TEST_PLIVO_API_TOKEN", "plivo-api-token")),
+    );
+    plivo_api.username = Some("MA123".into());
+    env.config
+        .destinations
+        .insert("plivo-api".into(), plivo_api);
+    let relay = Relay::start(&env.config).await;
+
+    // Two calls from the same caller, each answered by the application and hung up unanswered.
+    let mut threads = Vec::new();
+    for _ in 0..2 {
+        let call = uuid::Uuid::now_v7().to_string();
+        let leg = |extra: &[(&'static str, &'static str)]| {
+            let mut p = vec![
+                ("CallUUID", call.clone()),
+                ("From", CALLER.to_owned()),
+                ("To", CHANNEL.to_owned()),
+                ("Direction", "inbound".to_owned()),
+            ];
+            p.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            p
+        };
+        for (route, extra) in [
+            ("/v1/plivo/answer", vec![("CallStatus", "in-progress")]),
+            (
+                "/v1/plivo/hangup",
+                vec![("CallStatus", "completed"), ("Duration", "20")],
+            ),
+        ] {
+            let params = leg(&extra);
+            let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            assert_eq!(
+                plivo_callback(relay.addr, route, &pairs).await.status(),
+                200
+            );
+        }
+        let thread = format!("plivo:{call}");
+        helpdesk
+            .wait_until(WAIT, "the missed call", |h| {
+                h.texts(&thread).iter().any(|t| t == "Missed call")
+            })
+            .await;
+        threads.push(thread);
+    }
+
+    // The first is called back: the team's line first, then the caller, logged in its thread.
+    let call = api.next().await;
+    let body: Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(body["to"], CHANNEL, "the team's side is called first");
+    let answer = url::Url::parse(body["answer_url"].as_str().unwrap()).unwrap();
+    let target = answer
+        .query_pairs()
+        .find(|(k, _)| k == "target")
+        .map(|(_, v)| v.into_owned());
+    assert_eq!(target.as_deref(), Some(CALLER), "then the caller");
+    helpdesk
+        .wait_until(WAIT, "the callback in the missed call's thread", |h| {
+            h.texts(&threads[0])
+                .iter()
+                .any(|t| t == "Callback requested by missed-call to +15105559999")
+        })
+        .await;
+
+    // The second missed call the same day is not called back (per_caller_per_day = 1): its
+    // decision is recorded as capped, and no second request reached the API.
+    let mut redis = env.redis().await;
+    let key = format!(
+        "{}missed-callback:{}",
+        env.config.redis.key_prefix, threads[1]
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let decision = loop {
+        let text: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if let Some(text) = text {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second missed call was never decided"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(decision, "capped");
+    assert!(api.received.try_recv().is_err(), "no second origination");
+    assert!(
+        !helpdesk
+            .texts(&threads[1])
+            .iter()
+            .any(|t| t.starts_with("Callback requested")),
+        "{:?}",
+        helpdesk.texts(&threads[1])
+    );
+    relay.stop().await;
+}

@@ -70,14 +70,7 @@ fn destination(config: &AcrobitsSource, number: &str) -> Result<(), Refusal> {
         )
         .because(reason)
     };
-    let starts = |prefixes: &[String]| prefixes.iter().any(|p| number.starts_with(p.as_str()));
-    if starts(&config.denied_prefixes) {
-        return Err(refuse("destination_denied"));
-    }
-    if !config.allowed_prefixes.is_empty() && !starts(&config.allowed_prefixes) {
-        return Err(refuse("destination_not_allowed"));
-    }
-    Ok(())
+    config.number_policy(number).map_err(refuse)
 }
 
 /// Which callback limit refused a request.

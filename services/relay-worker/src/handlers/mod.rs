@@ -27,6 +27,7 @@ pub fn build(config: &Config, store: &Store) -> Result<Vec<Arc<dyn Handler>>, St
         handlers.push(Arc::new(web_callback::WebCallback::new(
             section,
             &config.ingress.public_base_url,
+            config.ingress.acrobits.as_ref(),
             store.clone(),
         )));
     }

@@ -131,6 +131,21 @@ impl AcrobitsSource {
     /// The longest user name an account may have; longer ones are refused before any hashing.
     pub const MAX_USERNAME_BYTES: usize = 128;
 
+    /// Whether calls to `number` (E.164) pass the toll-fraud prefixes: `Err("destination_denied")`
+    /// under a `denied_prefixes` entry (a denial wins), `Err("destination_not_allowed")` outside
+    /// `allowed_prefixes` when any is set. Ingress's guard and the worker's missed-call callbacks
+    /// both ask this.
+    pub fn number_policy(&self, number: &str) -> Result<(), &'static str> {
+        let starts = |prefixes: &[String]| prefixes.iter().any(|p| number.starts_with(p.as_str()));
+        if starts(&self.denied_prefixes) {
+            return Err("destination_denied");
+        }
+        if !self.allowed_prefixes.is_empty() && !starts(&self.allowed_prefixes) {
+            return Err("destination_not_allowed");
+        }
+        Ok(())
+    }
+
     /// Verifications of password hashes run at once: `hash_concurrency`, or the CPU cores.
     pub fn hash_permits(&self) -> usize {
         match self.hash_concurrency {

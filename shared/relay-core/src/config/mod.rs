@@ -28,7 +28,9 @@ pub use ingress::{
 pub use redis::RedisConfig;
 pub use secret::EnvSecret;
 pub use telemetry::{LogFormat, TelemetryConfig};
-pub use web_callback::{PlivoOrigination, Provider, VoximplantOrigination, WebCallbackConfig};
+pub use web_callback::{
+    MissedCallbacks, PlivoOrigination, Provider, VoximplantOrigination, WebCallbackConfig,
+};
 pub use worker::{
     AgentConfig, AlertFormat, CallLogConfig, InboundAnswer, MinBalanceAlertConfig, WorkerConfig,
 };

@@ -42,8 +42,91 @@ pub struct WebCallbackConfig {
     pub plivo: Option<PlivoOrigination>,
     /// Voximplant origination.
     pub voximplant: Option<VoximplantOrigination>,
+    /// Missed inbound calls called back; absent: off.
+    pub missed_calls: Option<MissedCallbacks>,
     /// Unacknowledged events at once; default `worker.prefetch`.
     pub prefetch: Option<u16>,
+}
+
+/// Calling back the callers of missed inbound calls (the call log says when a call was missed:
+/// `relay.call.missed`), through the same origination, numbers policy and thread.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissedCallbacks {
+    /// Channel numbers (E.164) whose missed calls are called back.
+    pub channels: Vec<String>,
+    /// Local opening hours, `HH:MM-HH:MM` (the end excluded): a call missed outside them is
+    /// not called back.
+    #[serde(default = "default_hours")]
+    pub hours: String,
+    /// The time zone of `hours` (IANA, e.g. `Europe/Berlin`).
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// Callbacks per caller per day (24 hours from the first).
+    #[serde(default = "default_per_caller_per_day")]
+    pub per_caller_per_day: u32,
+    /// The account the callback is placed for (its provider from `accounts`), shown in the
+    /// thread.
+    #[serde(default = "default_missed_user")]
+    pub user: String,
+    /// The number called first, the team's side (E.164); the caller is dialled once it answers.
+    /// Default: the channel number the call was missed on.
+    #[serde(default)]
+    pub first_number: Option<String>,
+}
+
+fn default_hours() -> String {
+    "09:00-18:00".to_owned()
+}
+fn default_time_zone() -> String {
+    "UTC".to_owned()
+}
+fn default_per_caller_per_day() -> u32 {
+    1
+}
+fn default_missed_user() -> String {
+    "missed-call".to_owned()
+}
+
+impl MissedCallbacks {
+    /// `hours` as minutes after midnight, `[start, end)`.
+    pub fn opening(&self) -> Result<(u16, u16), String> {
+        let minutes = |text: &str| -> Option<u16> {
+            let (h, m) = text.trim().split_once(':')?;
+            let (h, m) = (h.parse::<u16>().ok()?, m.parse::<u16>().ok()?);
+            (h < 24 && m < 60 && m.to_string().len() <= 2).then_some(h * 60 + m)
+        };
+        // `24:00` may end the day.
+        let end_of = |text: &str| {
+            if text.trim() == "24:00" {
+                Some(24 * 60)
+            } else {
+                minutes(text)
+            }
+        };
+        let (start, end) = self
+            .hours
+            .split_once('-')
+            .and_then(|(a, b)| Some((minutes(a)?, end_of(b)?)))
+            .ok_or_else(|| format!("`{}` is not HH:MM-HH:MM", self.hours))?;
+        if start >= end {
+            return Err(format!("`{}` ends before it starts", self.hours));
+        }
+        Ok((start, end))
+    }
+
+    /// Whether `at` falls within the opening hours, in the configured time zone.
+    pub fn open_at(&self, at: time::OffsetDateTime) -> Result<bool, String> {
+        let (start, end) = self.opening()?;
+        let zone = jiff::tz::TimeZone::get(&self.time_zone)
+            .map_err(|e| format!("time zone `{}`: {e}", self.time_zone))?;
+        let instant =
+            jiff::Timestamp::from_second(at.unix_timestamp()).map_err(|e| e.to_string())?;
+        let local = instant.to_zoned(zone).time();
+        let minute = u16::try_from(local.hour()).unwrap_or(0) * 60
+            + u16::try_from(local.minute()).unwrap_or(0);
+        Ok(start <= minute && minute < end)
+    }
 }
 
 impl Default for WebCallbackConfig {
@@ -56,6 +139,7 @@ impl Default for WebCallbackConfig {
             outcome_ttl: Duration::from_secs(2 * 86_400),
             plivo: None,
             voximplant: None,
+            missed_calls: None,
             prefetch: None,
         }
     }
@@ -173,6 +257,27 @@ impl Config {
                 "give_up_after and answer_valid_for must be positive",
             ));
         }
+        if let Some(missed) = &section.missed_calls {
+            let field = |f: &str| format!("worker.web_callback.missed_calls.{f}");
+            if missed.channels.is_empty() {
+                return Err(invalid(
+                    field("channels"),
+                    "list the channel numbers to call back",
+                ));
+            }
+            for (i, channel) in missed.channels.iter().enumerate() {
+                e164(&field(&format!("channels[{i}]")), channel)?;
+            }
+            missed.opening().map_err(|m| invalid(field("hours"), m))?;
+            jiff::tz::TimeZone::get(&missed.time_zone)
+                .map_err(|e| invalid(field("time_zone"), format!("not a known time zone: {e}")))?;
+            if let Some(first) = &missed.first_number {
+                e164(&field("first_number"), first)?;
+            }
+            if missed.per_caller_per_day == 0 {
+                return Err(invalid(field("per_caller_per_day"), "must be at least 1"));
+            }
+        }
         if section.prefetch == Some(0) {
             return Err(invalid(
                 "worker.web_callback.prefetch",
@@ -223,5 +328,58 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.contains("no destination named `nope`"), "{err}");
+    }
+
+    fn missed(hours: &str, zone: &str) -> MissedCallbacks {
+        MissedCallbacks {
+            channels: vec!["+15550009999".into()],
+            hours: hours.into(),
+            time_zone: zone.into(),
+            per_caller_per_day: 1,
+            user: "missed-call".into(),
+            first_number: None,
+        }
+    }
+
+    #[test]
+    fn opening_hours_are_local_to_their_time_zone() {
+        let berlin = missed("09:00-18:00", "Europe/Berlin");
+        // 2026-12-04 07:59 UTC is 08:59 in Berlin (CET, UTC+1); 08:00 UTC is 09:00.
+        let at = |h: u8, m: u8| {
+            time::macros::datetime!(2026-12-04 00:00 UTC)
+                + time::Duration::hours(h.into())
+                + time::Duration::minutes(m.into())
+        };
+        assert!(!berlin.open_at(at(7, 59)).unwrap());
+        assert!(berlin.open_at(at(8, 0)).unwrap());
+        assert!(berlin.open_at(at(16, 59)).unwrap());
+        assert!(!berlin.open_at(at(17, 0)).unwrap(), "18:00 local: closed");
+        // Summer time: 2026-07-01 07:00 UTC is 09:00 in Berlin (CEST, UTC+2).
+        let summer = time::macros::datetime!(2026-07-01 07:00 UTC);
+        assert!(berlin.open_at(summer).unwrap());
+        assert!(!berlin.open_at(summer - time::Duration::minutes(1)).unwrap());
+    }
+
+    #[test]
+    fn bad_hours_and_zones_are_refused_by_name() {
+        assert_eq!(missed("00:00-24:00", "UTC").opening(), Ok((0, 1440)));
+        for bad in [
+            "9-18",
+            "09:00",
+            "18:00-09:00",
+            "09:00-24:30",
+            "24:00-24:00",
+            "09:60-10:00",
+        ] {
+            assert!(missed(bad, "UTC").opening().is_err(), "{bad}");
+        }
+        let err = load(&format!(
+            "{DESTINATIONS}[worker.web_callback]\n[worker.web_callback.plivo]\nauth_id = \"MA1\"\ncaller_id = \"+15550001111\"\n[worker.web_callback.missed_calls]\nchannels = [\"+15550009999\"]\ntime_zone = \"Mars/Olympus\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("worker.web_callback.missed_calls.time_zone"),
+            "{err}"
+        );
     }
 }

@@ -48,6 +48,23 @@ pub(super) fn read(
     }
     match routing_key {
         "relay.delivery.failed.web-callback" => Ok(origination_failed(event)),
+        // A callback the relay itself asks for (a missed call's), logged in `thread`.
+        "relay.callback.requested" => {
+            let user = get("username").ok_or("callback request without `username`")?;
+            let target = get("target").ok_or("callback request without `target`")?;
+            Ok(Some(Input {
+                session: get("session_id").ok_or("callback request without `session_id`")?,
+                at: event.time,
+                direction: Some(Direction::Outbound),
+                customer: Some(target.clone()),
+                channel: None,
+                kind: Kind::Requested {
+                    user,
+                    target,
+                    thread: get("thread"),
+                },
+            }))
+        }
         "acrobits.web_callback" => {
             let user = get("username").ok_or("web callback without `username`")?;
             let target = get("target").ok_or("web callback without `target`")?;
@@ -57,7 +74,11 @@ pub(super) fn read(
                 direction: Some(Direction::Outbound),
                 customer: Some(target.clone()),
                 channel: None,
-                kind: Kind::Requested { user, target },
+                kind: Kind::Requested {
+                    user,
+                    target,
+                    thread: None,
+                },
             }))
         }
         "acrobits.web_callback_refused" => {

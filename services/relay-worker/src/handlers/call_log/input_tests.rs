@@ -275,7 +275,8 @@ fn web_callbacks_are_sessions_of_their_own() {
         input.kind,
         Kind::Requested {
             user: "demo".into(),
-            target: "+15551231234".into()
+            target: "+15551231234".into(),
+            thread: None,
         }
     );
     event.data = json!({"target": "+1"});

@@ -151,7 +151,7 @@ pub fn render(
         "from": from,
         "body": text,
         "created_at": created_at(at),
-        "thread_id": session.id,
+        "thread_id": session.thread.as_deref().unwrap_or(&session.id),
     });
     if let Some(url) = attachment {
         body["attachments"] = json!([url]);

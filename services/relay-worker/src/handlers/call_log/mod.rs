@@ -32,10 +32,10 @@ use relay_store::Store;
 use relay_telemetry::admin::StartError;
 use serde_json::json;
 
-use crate::handler::{Context, Handler, HandlerError, HandlerResult, Output, Timer};
+use crate::handler::{Context, Emitted, Handler, HandlerError, HandlerResult, Output, Timer};
 use ledger::Ledger;
 use message::Rules;
-use session::{Input, Kind, Session};
+use session::{Direction, Input, Kind, Session, State};
 
 /// The handler's name: its queue, its jobs' handler and its outcome routing keys.
 pub const NAME: &str = routing::CALL_LOG.name;
@@ -95,6 +95,10 @@ impl CallLog {
             return Ok(self.resend(event, update.before.as_ref(), context));
         };
         let mut output = self.release(event, update.before.as_ref(), &after, context);
+        let was_missed = update.before.as_ref().map(|b| b.state) == Some(State::Missed);
+        if after.state == State::Missed && (!was_missed || context.redelivered) {
+            output.events.extend(missed(&after, event));
+        }
         if (created || context.redelivered) && !after.state.is_terminal() {
             output.timers.push(self.end_timer(&after.id, event));
         }
@@ -169,6 +173,9 @@ impl CallLog {
         if session.pending_end.is_some() {
             output.timers.push(self.settle_timer(&session.id, event));
         }
+        if session.state == State::Missed {
+            output.events.extend(missed(session, event));
+        }
         output
     }
 
@@ -198,6 +205,32 @@ impl CallLog {
     fn settle_timer(&self, session: &str, event: &CloudEvent) -> Timer {
         timer(SETTLE_TIMER_TYPE, session, event, self.missed_grace)
     }
+}
+
+/// `relay.call.missed` for a session that just became "Missed call": an inbound call with its
+/// caller and channel numbers known. Its id is the session's, so a repeat is recognised.
+fn missed(session: &Session, event: &CloudEvent) -> Option<Emitted> {
+    if session.direction != Direction::Inbound {
+        return None;
+    }
+    let (caller, channel) = (session.customer.as_ref()?, session.channel.as_ref()?);
+    let mut missed = CloudEvent::new(
+        ids::derived_event_id("call-log-missed", &[&session.id]),
+        "relay/call-log".to_owned(),
+        "relay.call.missed".to_owned(),
+        json!({
+            "session": session.id,
+            "caller": caller,
+            "channel": channel,
+            "destination": session.destination,
+        }),
+    )
+    .with_subject(&session.id);
+    missed.time = session.ended_at.unwrap_or(event.time);
+    Some(Emitted {
+        routing_key: routing::CALL_MISSED.to_owned(),
+        event: missed,
+    })
 }
 
 /// A timer of type `ty` for `session`, due `delay` after `event` (its `time` is when it is due,

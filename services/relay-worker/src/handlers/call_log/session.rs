@@ -96,6 +96,8 @@ pub enum Kind {
         user: String,
         /// The number to call.
         target: String,
+        /// The thread to log in, when not the session's own.
+        thread: Option<String>,
     },
     /// A web callback was refused after authentication.
     Refused {
@@ -227,6 +229,10 @@ pub struct Session {
     /// An ending without proof of an answer, waiting out its grace period.
     #[serde(default)]
     pub pending_end: Option<PendingEnd>,
+    /// The helpdesk thread its messages go to, when not its own (a missed call's callback is
+    /// logged in the missed call's thread).
+    #[serde(default)]
+    pub thread: Option<String>,
 }
 
 /// An unanswered ending held for its grace period.
@@ -276,6 +282,7 @@ impl Session {
             last_sent: None,
             recordings: Vec::new(),
             pending_end: None,
+            thread: None,
         }
     }
 
@@ -327,9 +334,14 @@ pub fn apply(session: Option<Session>, input: &Input, rules: &Rules) -> Step {
     );
     let mut stale = false;
     match &input.kind {
-        Kind::Requested { user, target } => {
+        Kind::Requested {
+            user,
+            target,
+            thread,
+        } => {
             if s.state == State::New {
                 s.state = State::Requested;
+                s.thread.clone_from(thread);
                 s.user = Some(user.clone());
                 s.direction = Direction::Outbound;
                 s.started_at = Some(input.at);

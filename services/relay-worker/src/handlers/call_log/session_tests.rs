@@ -339,6 +339,7 @@ fn web_callbacks_are_requested_then_called_or_refused() {
         Kind::Requested {
             user: "demo".into(),
             target: "+15551231234".into(),
+            thread: None,
         },
         0,
     );
@@ -481,6 +482,7 @@ fn a_failed_origination_closes_a_requested_callback_once_and_never_a_placed_call
         kind: Kind::Requested {
             user: "alice".into(),
             target: "+15557654321".into(),
+            thread: None,
         },
         ..input(Kind::Ringing, 0)
     };
@@ -504,4 +506,21 @@ fn a_failed_origination_closes_a_requested_callback_once_and_never_a_placed_call
         !placed.iter().any(|t| t.starts_with("Callback failed")),
         "{placed:?}"
     );
+}
+
+#[test]
+fn a_callback_for_a_missed_call_is_logged_in_the_missed_calls_thread() {
+    let requested = Input {
+        kind: Kind::Requested {
+            user: "missed-call".into(),
+            target: "+15105559999".into(),
+            thread: Some("plivo:missed-1".into()),
+        },
+        ..input(Kind::Ringing, 0)
+    };
+    let step = apply(None, &requested, &rules());
+    let head = step.session.head().expect("a message");
+    let body: serde_json::Value = serde_json::from_str(&head.body).unwrap();
+    assert_eq!(body["thread_id"], "plivo:missed-1");
+    assert_eq!(step.session.thread.as_deref(), Some("plivo:missed-1"));
 }

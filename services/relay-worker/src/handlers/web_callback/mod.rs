@@ -8,11 +8,12 @@
 //! call id (`origination:{session}` in Redis), a failure too, and the call log writes
 //! "Callback failed: <reason>" into the session's thread from the same failure event.
 
+pub mod missed;
 pub mod origination;
 
 use futures_util::future::BoxFuture;
 use relay_core::CloudEvent;
-use relay_core::config::WebCallbackConfig;
+use relay_core::config::{AcrobitsSource, WebCallbackConfig};
 use relay_core::outcome::DeliveryOutcome;
 use relay_core::routing::{self, HandlerRoute};
 use relay_store::Store;
@@ -28,17 +29,56 @@ pub struct WebCallback {
     config: WebCallbackConfig,
     public_base: String,
     store: Store,
+    /// The numbers policy of the web callback route (its allowed and denied prefixes), which
+    /// missed-call callbacks follow too.
+    numbers: AcrobitsSource,
 }
 
 impl WebCallback {
     /// The handler for its `[worker.web_callback]` section; `public_base` is ingress's public
     /// URL (`ingress.public_base_url`), where the providers call back.
-    pub fn new(config: &WebCallbackConfig, public_base: &str, store: Store) -> Self {
+    pub fn new(
+        config: &WebCallbackConfig,
+        public_base: &str,
+        numbers: Option<&AcrobitsSource>,
+        store: Store,
+    ) -> Self {
         Self {
             config: config.clone(),
             public_base: public_base.to_owned(),
             store,
+            numbers: numbers.cloned().unwrap_or_default(),
         }
+    }
+
+    /// A missed call: call its caller back when the policy says so.
+    async fn on_missed(&self, event: &CloudEvent) -> HandlerResult {
+        let Some(policy) = &self.config.missed_calls else {
+            return Ok(Output::none());
+        };
+        let missed = missed::Missed::from_event(event).map_err(HandlerError::malformed)?;
+        let decision =
+            missed::decide(&missed, policy, &self.numbers, event.time, &self.store).await?;
+        let request = match decision {
+            missed::Decision::CallBack(request) => request,
+            other => {
+                tracing::info!(session = %missed.session, decision = ?other, "missed call not called back");
+                metrics::counter!("relay_web_callback_missed_calls_total", "outcome" => "skipped")
+                    .increment(1);
+                return Ok(Output::none());
+            }
+        };
+        let provider = self.config.provider_of(&request.user);
+        let job = origination::job(event, &request, &self.config, &self.public_base, provider)
+            .map_err(HandlerError::malformed)?;
+        tracing::info!(session = %missed.session, callback = %request.session, "calling back a missed call");
+        metrics::counter!("relay_web_callback_missed_calls_total", "outcome" => "called_back")
+            .increment(1);
+        let mut output = Output::job(job);
+        output
+            .events
+            .push(missed::requested(&request, &missed, event));
+        Ok(output)
     }
 
     fn originate(&self, event: &CloudEvent) -> HandlerResult {
@@ -129,6 +169,8 @@ impl Handler for WebCallback {
         Box::pin(async move {
             if context.routing_key.starts_with("relay.delivery.") {
                 self.record(event).await
+            } else if context.routing_key == routing::CALL_MISSED {
+                self.on_missed(event).await
             } else {
                 self.originate(event)
             }
