@@ -24,6 +24,9 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     config.validate_worker()?;
     let _telemetry = relay_telemetry::init("relay-worker", &config.telemetry)?;
+    if let Some(warning) = config.no_file_warning() {
+        tracing::warn!("{warning}");
+    }
     let stop = relay_telemetry::shutdown::on_signal();
     let worker = relay_worker::Worker::build(config)
         .await

@@ -90,6 +90,9 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Outbound destinations by name; jobs name one of these.
     pub destinations: BTreeMap<String, DestinationConfig>,
+    /// The file this was read from; `None`: no file at all (defaults, loopback only).
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 /// RabbitMQ.
@@ -105,13 +108,17 @@ impl Config {
         let named = path
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("RELAY_CONFIG").map(PathBuf::from));
+        let mut file = named.clone();
         let text = match &named {
             Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.clone(),
                 source,
             })?,
             None => match std::fs::read_to_string("relay.toml") {
-                Ok(text) => text,
+                Ok(text) => {
+                    file = Some("relay.toml".into());
+                    text
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
                 Err(source) => {
                     return Err(ConfigError::Read {
@@ -127,7 +134,40 @@ impl Config {
         if let Some(dir) = named.as_deref().and_then(Path::parent) {
             config.resolve_paths(dir);
         }
+        if file.is_none() {
+            config.loopback_only();
+        }
+        config.file = file;
         Ok(config)
+    }
+
+    /// Without a configuration file nobody chose where to listen: every listener that is still
+    /// on its all-interfaces default moves to loopback (an address set through `RELAY__…`
+    /// stays), so a relay started by accident exposes neither its public nor its admin ports.
+    pub fn loopback_only(&mut self) {
+        let defaults = Self::default();
+        let loopback = |addr: &mut std::net::SocketAddr, default: std::net::SocketAddr| {
+            if *addr == default && addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+        };
+        loopback(&mut self.ingress.listen, defaults.ingress.listen);
+        loopback(
+            &mut self.ingress.admin_listen,
+            defaults.ingress.admin_listen,
+        );
+        loopback(&mut self.worker.admin_listen, defaults.worker.admin_listen);
+        loopback(
+            &mut self.delivery.admin_listen,
+            defaults.delivery.admin_listen,
+        );
+    }
+
+    /// The warning to log when no configuration file was read, if none was.
+    pub fn no_file_warning(&self) -> Option<&'static str> {
+        self.file.is_none().then_some(
+            "no configuration file (--config, RELAY_CONFIG or ./relay.toml): running on defaults, listening on 127.0.0.1 only",
+        )
     }
 
     /// Makes relative `secret_file` paths relative to `dir` (the configuration file's).
@@ -487,5 +527,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("amqp.retry_tiers"), "{err}");
+    }
+
+    #[test]
+    fn without_a_file_every_default_listener_is_loopback_and_a_warning_says_so() {
+        let mut config = Config::from_toml("", &[], &|_: &str| None).unwrap();
+        config.ingress.admin_listen = "0.0.0.0:9999".parse().unwrap(); // chosen: kept
+        config.loopback_only();
+        assert_eq!(config.ingress.listen.ip().to_string(), "127.0.0.1");
+        assert_eq!(config.worker.admin_listen.ip().to_string(), "127.0.0.1");
+        assert_eq!(config.delivery.admin_listen.ip().to_string(), "127.0.0.1");
+        assert_eq!(config.ingress.admin_listen.to_string(), "0.0.0.0:9999");
+        assert!(config.no_file_warning().unwrap().contains("127.0.0.1 only"));
+        config.file = Some("relay.toml".into());
+        assert!(config.no_file_warning().is_none());
+    }
+
+    #[test]
+    fn the_example_configuration_loads_from_its_file_as_is() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../relay.example.toml");
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.file.as_deref(), Some(path.as_path()));
+        assert!(config.no_file_warning().is_none());
+        // Its secret file is found beside it, wherever the test runs.
+        let key = config.destinations["voximplant-api"]
+            .secret_file
+            .clone()
+            .unwrap();
+        assert!(key.exists(), "{}", key.display());
     }
 }
