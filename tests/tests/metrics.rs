@@ -143,3 +143,38 @@ async fn the_depth_of_relay_unrouted_is_a_metric() {
     }
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_service_describes_its_metrics_and_shows_zeros_not_gaps() {
+    let env = TestEnv::new();
+    let delivery = env.spawn("relay-delivery").await;
+    let text = reqwest::get(format!("http://{}/metrics", delivery.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Every label-less counter exists, described, at zero before any traffic (a labelled
+    // series appears with its first label values, described then).
+    let counters = relay_telemetry::catalog::METRICS
+        .iter()
+        .filter(|m| m.kind == relay_telemetry::catalog::Kind::Counter && !m.labelled);
+    let mut seen = 0;
+    for metric in counters {
+        assert!(
+            text.contains(&format!("# HELP {} ", metric.name)),
+            "no HELP for {}: {text}",
+            metric.name
+        );
+        assert!(
+            text.lines().any(|l| l == format!("{} 0", metric.name)),
+            "{} is not at 0: {text}",
+            metric.name
+        );
+        seen += 1;
+    }
+    assert!(seen >= 5, "{seen}");
+    // The Redis breaker gauge is there from the start, described.
+    assert!(text.contains("# HELP relay_redis_breaker_open "), "{text}");
+    delivery.terminate();
+}

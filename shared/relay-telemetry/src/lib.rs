@@ -9,6 +9,7 @@
 //! the logs.
 
 pub mod admin;
+pub mod catalog;
 pub mod propagation;
 pub mod readiness;
 pub mod shutdown;
@@ -152,7 +153,9 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Another recorder may be installed already (embedding process); ours then only
             // renders what it sees, which is nothing, and the embedder's is authoritative.
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                catalog::describe();
+            }
             handle
         })
         .clone()
