@@ -19,10 +19,24 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    // One line saying what is wrong (the cause chain included), never a backtrace: these are
+    // expected errors (bad configuration, a port in use), whatever RUST_BACKTRACE says.
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("relay-ingress: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = Config::load(args.config.as_deref())?;
-    config.validate_ingress()?;
+    config
+        .validate_ingress()
+        .map_err(|error| anyhow::anyhow!(config.explain(&error)))?;
     let _telemetry = relay_telemetry::init("relay-ingress", &config.telemetry)?;
     if let Some(warning) = config.no_file_warning() {
         tracing::warn!("{warning}");

@@ -11,6 +11,7 @@ mod acrobits;
 mod amqp;
 mod delivery;
 mod destination;
+mod explain;
 mod ingress;
 mod redis;
 mod secret;
@@ -129,7 +130,15 @@ impl Config {
             },
         };
         let vars: Vec<(String, String)> = std::env::vars().collect();
-        let mut config = Self::from_toml(&text, &vars, &|name| std::env::var(name).ok())?;
+        let mut config = Self::from_toml(&text, &vars, &|name| std::env::var(name).ok()).map_err(
+            |error| match (error, &file) {
+                // The parser's message has the line and column; say which file too.
+                (ConfigError::Parse(message), Some(path)) => {
+                    ConfigError::Parse(format!("{}: {message}", path.display()))
+                }
+                (error, _) => error,
+            },
+        )?;
         // Files the configuration names are found beside it, wherever the service runs.
         if let Some(dir) = named.as_deref().and_then(Path::parent) {
             config.resolve_paths(dir);
