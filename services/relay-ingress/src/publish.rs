@@ -40,6 +40,9 @@ pub(crate) struct Accepted {
     accepted: usize,
     /// Callbacks already seen (not published again).
     duplicates: usize,
+    /// The ids of the events published, to follow them through the worker's and delivery's
+    /// logs (`event_id`).
+    events: Vec<String>,
     /// Items of a batch refused one by one (Voximplant); absent on routes without batches.
     #[serde(skip_serializing_if = "Option::is_none")]
     rejected: Option<usize>,
@@ -138,6 +141,7 @@ pub(crate) async fn publish_all(
     Ok(Accepted {
         accepted: to_publish.len(),
         duplicates,
+        events: to_publish.iter().map(|o| o.event.id.clone()).collect(),
         rejected: None,
     })
 }

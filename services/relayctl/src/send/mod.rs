@@ -253,11 +253,55 @@ async fn post(
         .await
         .with_context(|| format!("cannot reach relay-ingress at {url}"))?;
     let status = response.status();
-    println!("{status} {}", response.text().await.unwrap_or_default());
+    let text = response.text().await.unwrap_or_default();
+    println!("{status} {text}");
     if !status.is_success() {
         bail!("relay-ingress refused the request");
     }
+    if let Some(summary) = summary(&text) {
+        println!("{summary}");
+    }
     Ok(())
+}
+
+/// What an accepted answer means, and how to follow its events.
+fn summary(answer: &str) -> Option<String> {
+    let answer: serde_json::Value = serde_json::from_str(answer).ok()?;
+    let accepted = answer["accepted"].as_u64()?;
+    let duplicates = answer["duplicates"].as_u64().unwrap_or(0);
+    let ids: Vec<&str> = answer["events"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let mut text = format!("published {accepted} event(s), {duplicates} already seen");
+    for id in &ids {
+        text.push_str(&format!("\n  event {id}"));
+    }
+    if let Some(first) = ids.first() {
+        text.push_str(&format!(
+            "\nfollow it: the worker and delivery log it as event_id={first}; an event no handler takes is in `relayctl dead list --queue unrouted`"
+        ));
+    }
+    Some(text)
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::summary;
+
+    #[test]
+    fn an_answer_lists_its_event_ids_and_how_to_follow_them() {
+        let text = summary(r#"{"accepted":1,"duplicates":0,"events":["0190-e1"]}"#).unwrap();
+        assert!(text.starts_with("published 1 event(s), 0 already seen\n  event 0190-e1"));
+        assert!(text.contains("event_id=0190-e1"), "{text}");
+        let repeat = summary(r#"{"accepted":0,"duplicates":1,"events":[]}"#).unwrap();
+        assert_eq!(repeat, "published 0 event(s), 1 already seen");
+        assert_eq!(
+            summary("<Response/>"),
+            None,
+            "XML answers are shown as they are"
+        );
+    }
 }
 
 fn ingress_url(config: &Config, url: Option<String>, path: &str) -> String {

@@ -42,6 +42,15 @@ async fn replays_without_a_provider_id_collapse_on_their_signed_content() {
             (Some(0), Some(1)),
             "{path} replayed"
         );
+        // The answer names the event it published (to follow it in the logs), and no other.
+        let ids = one["events"].as_array().expect("event ids");
+        assert_eq!(ids.len(), 1, "{path}: {one}");
+        assert!(ids[0].as_str().is_some_and(|id| id.len() == 36), "{one}");
+        assert_eq!(
+            two["events"],
+            serde_json::json!([]),
+            "{path}: a duplicate publishes nothing"
+        );
     };
 
     // Re:amaze: the same signed request twice publishes once.
