@@ -285,25 +285,6 @@ fn summary(answer: &str) -> Option<String> {
     Some(text)
 }
 
-#[cfg(test)]
-mod summary_tests {
-    use super::summary;
-
-    #[test]
-    fn an_answer_lists_its_event_ids_and_how_to_follow_them() {
-        let text = summary(r#"{"accepted":1,"duplicates":0,"events":["0190-e1"]}"#).unwrap();
-        assert!(text.starts_with("published 1 event(s), 0 already seen\n  event 0190-e1"));
-        assert!(text.contains("event_id=0190-e1"), "{text}");
-        let repeat = summary(r#"{"accepted":0,"duplicates":1,"events":[]}"#).unwrap();
-        assert_eq!(repeat, "published 0 event(s), 1 already seen");
-        assert_eq!(
-            summary("<Response/>"),
-            None,
-            "XML answers are shown as they are"
-        );
-    }
-}
-
 fn ingress_url(config: &Config, url: Option<String>, path: &str) -> String {
     let base = url.unwrap_or_else(|| config.ingress.public_base_url.clone());
     format!("{}{path}", base.trim_end_matches('/'))
@@ -392,4 +373,23 @@ async fn send_acrobits(config: &Config, args: SendArgs) -> anyhow::Result<()> {
         Vec::new(),
     )
     .await
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::summary;
+
+    #[test]
+    fn an_answer_lists_its_event_ids_and_how_to_follow_them() {
+        let text = summary(r#"{"accepted":1,"duplicates":0,"events":["0190-e1"]}"#).unwrap();
+        assert!(text.starts_with("published 1 event(s), 0 already seen\n  event 0190-e1"));
+        assert!(text.contains("event_id=0190-e1"), "{text}");
+        let repeat = summary(r#"{"accepted":0,"duplicates":1,"events":[]}"#).unwrap();
+        assert_eq!(repeat, "published 0 event(s), 1 already seen");
+        assert_eq!(
+            summary("<Response/>"),
+            None,
+            "XML answers are shown as they are"
+        );
+    }
 }
