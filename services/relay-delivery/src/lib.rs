@@ -1,7 +1,7 @@
 //! relay-delivery: consumes `relay.deliveries`, signs each request at send time, sends it,
 //! classifies the outcome ([`policy`]) and retries durably or dead-letters.
 //!
-//! Durability (DESIGN.md, invariant 4): a job is acked only after its success is recorded, or
+//! Durability (docs/ARCHITECTURE.md, invariant 4): a job is acked only after its success is recorded, or
 //! after its retry copy (in a `relay.retry.<delay>` TTL queue that dead-letters back into
 //! `relay.deliveries`) or its dead-letter copy is confirmed by the broker. A restart of any
 //! service or of RabbitMQ therefore loses no job, and no broker plugin is needed.

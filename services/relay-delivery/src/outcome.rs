@@ -1,4 +1,4 @@
-//! Delivery outcome events (DESIGN.md): after a job's outcome is recorded, tell the handler
+//! Delivery outcome events (docs/ARCHITECTURE.md): after a job's outcome is recorded, tell the handler
 //! that made it. A job that asks for it gets `relay.delivery.succeeded`; every dead-lettered
 //! job gets `relay.delivery.failed` regardless, with the reason and a response excerpt.
 

@@ -1,4 +1,4 @@
-//! The delivery outcome policy (DESIGN.md): what a response means and when to try again.
+//! The delivery outcome policy (docs/ARCHITECTURE.md): what a response means and when to try again.
 //!
 //! 2xx: done. 5xx, 408, 429, timeout, connection error: retry with exponential backoff and
 //! jitter, honouring `Retry-After`, until the destination's attempt or age limit, then

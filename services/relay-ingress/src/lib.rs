@@ -1,7 +1,7 @@
 //! relay-ingress: verifies inbound callbacks on their raw bytes, normalises them to CloudEvents,
 //! publishes them with a publisher confirm, marks them seen, then answers.
 //!
-//! The order is the whole point (DESIGN.md, invariant 1): 2xx only after RabbitMQ confirmed
+//! The order is the whole point (docs/ARCHITECTURE.md, invariant 1): 2xx only after RabbitMQ confirmed
 //! every event of the request; a request that fails leaves no dedup mark, so the provider's retry
 //! is processed in full. Redis only accelerates dedup: when it is down, requests are accepted
 //! (at-least-once) and counted in `relay_redis_errors_total`.

@@ -1,4 +1,4 @@
-//! What every route does once a request is verified and parsed (DESIGN.md, invariant 1): drop
+//! What every route does once a request is verified and parsed (docs/ARCHITECTURE.md, invariant 1): drop
 //! repeats and what an earlier request already stored, publish the rest with confirms, and only
 //! when every one is confirmed write their dedup marks.
 //!

@@ -2,7 +2,7 @@
 //!
 //! The body is `{"callbacks": [AccountCallback, …]}`. Every callback carries
 //! `hash = md5(salt + account_id + api_key + callback_id)` and is verified on its own, as the
-//! seed's reference receiver does (seed 000, DESIGN.md invariant 5): the valid ones are
+//! seed's reference receiver does (seed 000, docs/ARCHITECTURE.md invariant 5): the valid ones are
 //! published and the answer is 200 once all of them are confirmed; the invalid ones (bad hash,
 //! unconfigured account, unparseable) are counted in
 //! `relay_ingress_callbacks_rejected_total{source,reason}`, logged without hash or key, and

@@ -27,7 +27,7 @@ pub struct Context {
 }
 
 /// A timer: `event` comes back to the same handler after `delay`, through a TTL queue
-/// (durable across restarts of any service or of the broker; DESIGN.md, "Durable time").
+/// (durable across restarts of any service or of the broker; docs/ARCHITECTURE.md, "Durable time").
 #[derive(Debug, Clone)]
 pub struct Timer {
     /// One of the delays the registry declares for this handler (`handlers::timer_queues`).

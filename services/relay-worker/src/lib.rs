@@ -3,7 +3,7 @@
 //!
 //! A handler ([`handler::Handler`], one module each under [`handlers`]) turns an event into
 //! Redis state and delivery jobs; the generic [`runner`] publishes the jobs with confirms and
-//! only then acks the event (DESIGN.md, invariant 3). Job ids are deterministic, so a
+//! only then acks the event (docs/ARCHITECTURE.md, invariant 3). Job ids are deterministic, so a
 //! redelivered event yields the same jobs and delivery skips what already succeeded.
 
 pub mod handler;

@@ -6,7 +6,7 @@
 //! this handler alone after its backoff; a permanent one (or a panic, or an event that is not a
 //! CloudEvent) is parked in `relay.dead.events` with the reason. Publishing retries through
 //! broker hiccups while the message is held, so a hiccup never spends the queue's delivery
-//! limit (DESIGN.md: that limit is for poison messages).
+//! limit (docs/ARCHITECTURE.md: that limit is for poison messages).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

@@ -85,7 +85,7 @@ impl Broker {
     ///
     /// For a caller that holds a consumed message: handing it back to its queue for a broker
     /// hiccup would spend one of the queue's delivery-limit attempts, and a few seconds of
-    /// hiccups would park good messages (DESIGN.md: the delivery limit is for poison messages
+    /// hiccups would park good messages (docs/ARCHITECTURE.md: the delivery limit is for poison messages
     /// only).
     pub async fn publish_patiently(
         &self,

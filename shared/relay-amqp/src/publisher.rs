@@ -3,7 +3,7 @@
 //! On a cluster, a node loss can leave a channel unable to publish while the connection stays
 //! up: RabbitMQ 3.10 pins a channel's first publish to a quorum queue to the leader it last
 //! knew, so a channel opened before the election settled gets every publish nacked or
-//! unconfirmed until that node returns (DESIGN.md, "RabbitMQ topology"). After
+//! unconfirmed until that node returns (docs/ARCHITECTURE.md, "RabbitMQ topology"). After
 //! [`REOPEN_AFTER`] failed publishes in a row the publisher reports not ready and reopens its
 //! channel, with backoff, until a probe publish on the new channel is confirmed; only then is
 //! the new channel used and readiness green again. A nack of a full queue heals the same way

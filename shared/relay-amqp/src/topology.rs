@@ -1,4 +1,4 @@
-//! The broker topology of DESIGN.md, declared idempotently by every service at start-up (and
+//! The broker topology of docs/ARCHITECTURE.md, declared idempotently by every service at start-up (and
 //! after every reconnect) and by `relayctl topology`.
 //!
 //! | name | kind |

@@ -3,7 +3,7 @@
 //! Fresh events get a time-ordered UUIDv7. Where the provider names the event uniquely
 //! (Voximplant `callback_id`, Plivo `CallUUID` + event, `webhook-id`) the id is a UUIDv5 of that
 //! name instead, so a duplicate that slips past the Redis mark (Redis down, two retries racing)
-//! still carries the same id, and the jobs derived from it collapse at delivery (DESIGN.md,
+//! still carries the same id, and the jobs derived from it collapse at delivery (docs/ARCHITECTURE.md,
 //! invariant 3).
 
 use uuid::Uuid;

@@ -1,5 +1,5 @@
 //! Delivery outcome events: what became of a job, published by relay-delivery to
-//! `relay.events` so handlers can react to it like to any other event (DESIGN.md, "Delivery
+//! `relay.events` so handlers can react to it like to any other event (docs/ARCHITECTURE.md, "Delivery
 //! outcome events").
 //!
 //! A job that asks for it ([`crate::DeliveryJob::report_outcome`]) gets one when it settles;

@@ -3,7 +3,7 @@
 //! After `threshold` consecutive failed operations (a timeout, a refused or dropped
 //! connection) the breaker opens: every operation is skipped at once with
 //! [`crate::StoreError::Unavailable`] instead of waiting out its time budget, so an outage
-//! costs callers nothing (DESIGN.md, invariant 2). A background probe pings Redis and closes
+//! costs callers nothing (docs/ARCHITECTURE.md, invariant 2). A background probe pings Redis and closes
 //! the breaker when it answers. Until the first connection the breaker is open. Each change of
 //! state is logged once; skipped operations are counted in `relay_redis_skipped_total{op}`.
 //!

@@ -1,5 +1,5 @@
 //! Destinations an operator must re-enable: one that answered 410 Gone is disabled for every
-//! delivery process until `relayctl destination enable NAME` (DESIGN.md, outcome policy).
+//! delivery process until `relayctl destination enable NAME` (docs/ARCHITECTURE.md, outcome policy).
 //!
 //! One hash, `{prefix}destinations:disabled`, field = destination name, value = JSON
 //! ([`Disabled`]). Like every key it has a TTL ([`DISABLED_TTL`]), renewed on each change: a

@@ -1,7 +1,7 @@
 //! The relay's Redis state: dedup marks, delivery records, rate limits and the handlers'
 //! ledgers (call sessions).
 //!
-//! Redis is an accelerator, never a gate for inbound data (DESIGN.md, invariant 2): the
+//! Redis is an accelerator, never a gate for inbound data (docs/ARCHITECTURE.md, invariant 2): the
 //! connection is made in the background so a service starts without Redis, every operation has
 //! its own time budget, and Redis sits behind one circuit breaker per process ([`breaker`]): once
 //! it fails, operations are skipped at once instead of each waiting out its budget, until a

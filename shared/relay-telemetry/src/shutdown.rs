@@ -1,7 +1,7 @@
 //! Shutdown: SIGTERM or SIGINT cancels a token that every component watches.
 //!
 //! Services stop taking work when the token is cancelled, then finish or hand back in-flight work
-//! within their grace budget (DESIGN.md, invariant 7).
+//! within their grace budget (docs/ARCHITECTURE.md, invariant 7).
 
 pub use tokio_util::sync::CancellationToken;
 

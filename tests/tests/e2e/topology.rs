@@ -1,4 +1,4 @@
-//! The topology of DESIGN.md, declared idempotently.
+//! The topology of docs/ARCHITECTURE.md, declared idempotently.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ fn text(v: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(v))
 }
 
-/// The arguments DESIGN.md prescribes, written out independently of the implementation.
+/// The arguments docs/ARCHITECTURE.md prescribes, written out independently of the implementation.
 fn design_args(
     dead_exchange: &str,
     dead_key: Option<&str>,

@@ -15,7 +15,7 @@
 //!   Its event id derives from the request and the window it falls in, so even a repeat that
 //!   gets past the claim (a publish that timed out but was stored) collapses downstream.
 //!
-//! Everything here needs Redis: without it, callbacks are refused (they cost money; DESIGN.md,
+//! Everything here needs Redis: without it, callbacks are refused (they cost money; docs/ARCHITECTURE.md,
 //! invariant 2's one exception).
 
 use std::time::Duration;

@@ -193,7 +193,7 @@ async fn process(
             format!("The {what} is missing."),
         ));
     }
-    // Callbacks cost money: without Redis to count them they are refused (DESIGN.md, the one
+    // Callbacks cost money: without Redis to count them they are refused (docs/ARCHITECTURE.md, the one
     // exception to invariant 2), and at once while the breaker is open.
     if app.store.is_unavailable() {
         return Err(unavailable(app));
