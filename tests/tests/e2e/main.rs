@@ -22,4 +22,5 @@ mod resilience;
 mod shutdown;
 mod slow_clients;
 mod topology;
+mod traces;
 mod web_callback;
