@@ -494,13 +494,27 @@ pub fn metrics_text() -> String {
 /// `relay_redis_errors_total{op="seen"}`, or 0 when it does not exist yet. Metrics are per
 /// process: tests that assert on them live in a binary of their own (`tests/metrics.rs`).
 pub fn metric(series: &str) -> f64 {
-    metrics_text()
-        .lines()
+    series_value(&metrics_text(), series)
+}
+
+/// The value of `series` in a Prometheus text exposition, 0 when absent.
+pub fn series_value(text: &str, series: &str) -> f64 {
+    text.lines()
         .find_map(|line| {
             let (name, value) = line.rsplit_once(' ')?;
             (name == series).then(|| value.parse().ok()).flatten()
         })
         .unwrap_or(0.0)
+}
+
+/// The `/metrics` text of the service whose admin port is `admin`.
+pub async fn admin_metrics(admin: SocketAddr) -> String {
+    reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("the admin port answers")
+        .text()
+        .await
+        .expect("metrics text")
 }
 
 /// All three services on one configuration.

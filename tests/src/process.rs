@@ -112,6 +112,16 @@ impl Child {
             .status();
     }
 
+    /// The service's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        crate::admin_metrics(self.admin).await
+    }
+
+    /// The value of one series of the service's metrics, 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        crate::series_value(&self.metrics_text().await, series)
+    }
+
     /// The service's name.
     pub fn name(&self) -> &'static str {
         self.name

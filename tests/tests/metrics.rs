@@ -148,12 +148,7 @@ async fn the_depth_of_relay_unrouted_is_a_metric() {
 async fn a_fresh_service_describes_its_metrics_and_shows_zeros_not_gaps() {
     let env = TestEnv::new();
     let delivery = env.spawn("relay-delivery").await;
-    let text = reqwest::get(format!("http://{}/metrics", delivery.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = delivery.metrics_text().await;
     // Every label-less counter exists, described, at zero before any traffic (a labelled
     // series appears with its first label values, described then).
     let counters = relay_telemetry::catalog::METRICS

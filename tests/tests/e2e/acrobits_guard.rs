@@ -490,18 +490,7 @@ async fn without_redis_web_callbacks_fail_closed_while_other_routes_accept() {
 
 /// The value of `series` in the metrics of the service behind `admin`, 0 when absent.
 async fn child_metric(admin: SocketAddr, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().ok()).flatten()
-        })
-        .unwrap_or(0.0)
+    series_value(&admin_metrics(admin).await, series)
 }
 
 const ARGON2_CHECKS: &str = r#"relay_ingress_acrobits_password_checks_total{scheme="argon2"}"#;

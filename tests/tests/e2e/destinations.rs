@@ -412,20 +412,7 @@ async fn sighup_makes_delivery_read_its_secret_files_at_once() {
     let delivery = env.spawn("relay-delivery").await;
     let series =
         r#"relay_destination_secret_reloads_total{destination="hup-hooks",result="reloaded"}"#;
-    let reloads = || async {
-        let text = reqwest::get(format!("http://{}/metrics", delivery.admin))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .map(|v| v.trim().parse::<f64>().unwrap())
-            })
-            .unwrap_or(0.0)
-    };
+    let reloads = || delivery.metric(series);
     assert_eq!(reloads().await, 0.0);
     std::fs::write(&path, format!("{NEW} {OLD}\n")).unwrap();
     delivery.hangup();

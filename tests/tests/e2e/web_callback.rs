@@ -97,6 +97,19 @@ fn env(helpdesk: &Helpdesk, provider: Provider) -> TestEnv {
     env
 }
 
+/// The `plivo-api` destination at `api`: Basic auth with auth id `MA123`.
+fn plivo_api(env: &mut TestEnv, api: &Api) {
+    let mut plivo_api = DestinationConfig::new(
+        &api.url,
+        Signing::Basic,
+        Some(env.secret("TEST_PLIVO_API_TOKEN", "plivo-api-token")),
+    );
+    plivo_api.username = Some("MA123".into());
+    env.config
+        .destinations
+        .insert("plivo-api".into(), plivo_api);
+}
+
 async fn request_callback(relay: &Relay) {
     let response = reqwest::Client::new()
         .get(format!(
@@ -125,15 +138,7 @@ async fn a_plivo_web_callback_calls_the_user_then_dials_the_target_in_one_thread
     )])
     .await;
     let mut env = env(&helpdesk, Provider::Plivo);
-    let mut plivo_api = DestinationConfig::new(
-        &api.url,
-        Signing::Basic,
-        Some(env.secret("TEST_PLIVO_API_TOKEN", "plivo-api-token")),
-    );
-    plivo_api.username = Some("MA123".into());
-    env.config
-        .destinations
-        .insert("plivo-api".into(), plivo_api);
+    plivo_api(&mut env, &api);
     let relay = Relay::start(&env.config).await;
     request_callback(&relay).await;
 
@@ -347,15 +352,7 @@ async fn a_missed_call_is_called_back_once_a_day_in_its_own_thread() {
         user: "missed-call".into(),
         first_number: None,
     });
-    let mut plivo_api = DestinationConfig::new(
-        &api.url,
-        Signing::Basic,
-        Some(env.secret("TEST_PLIVO_API_TOKEN", "plivo-api-token")),
-    );
-    plivo_api.username = Some("MA123".into());
-    env.config
-        .destinations
-        .insert("plivo-api".into(), plivo_api);
+    plivo_api(&mut env, &api);
     let relay = Relay::start(&env.config).await;
 
     // Two calls from the same caller, each answered by the application and hung up unanswered.
