@@ -20,15 +20,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    // One line saying what is wrong (the cause chain included), never a backtrace: these are
-    // expected errors (bad configuration, a port in use), whatever RUST_BACKTRACE says.
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("relay-ingress: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    relay_telemetry::exit_code("relay-ingress", run().await)
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -55,6 +55,22 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// A service process's exit: success, or one line on standard error saying what went wrong
+/// (with its causes, `{:#}`) and exit code 1. Never a backtrace: start-up errors (bad
+/// configuration, a port in use) are expected, whatever `RUST_BACKTRACE` says.
+pub fn exit_code<E: std::fmt::Display>(
+    service: &str,
+    result: Result<(), E>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{service}: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Installs logging, tracing and metrics for a service process.
 pub fn init(service: &'static str, config: &TelemetryConfig) -> Result<TelemetryGuard, Error> {
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
