@@ -87,7 +87,7 @@ impl TestEnv {
         config.delivery.backoff_max = Duration::from_millis(300);
         // The min-balance handler's queue exists in every environment (tests probe it for what
         // ingress published); starting the worker needs its destination (`alerts_to`).
-        config.worker.min_balance_alert = Some(Default::default());
+        config.worker.min_balance_alert = Some(min_balance_alert());
         let mut env = Self {
             vhost,
             config,
@@ -113,7 +113,7 @@ impl TestEnv {
         self.config
             .worker
             .min_balance_alert
-            .get_or_insert_with(Default::default);
+            .get_or_insert_with(min_balance_alert);
     }
 
     /// Enables the call log with its `helpdesk` destination (Re:amaze signed) at `url`.
@@ -219,6 +219,15 @@ impl Drop for TestEnv {
         {
             eprintln!("cleanup: {e}");
         }
+    }
+}
+
+/// The min-balance handler as the suite uses it: no throttle, so every callback of the test
+/// account alerts (tests that exercise the lifecycle set their own).
+fn min_balance_alert() -> relay_core::config::MinBalanceAlertConfig {
+    relay_core::config::MinBalanceAlertConfig {
+        throttle: Duration::ZERO,
+        ..Default::default()
     }
 }
 

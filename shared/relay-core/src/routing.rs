@@ -33,10 +33,12 @@ impl HandlerRoute {
     }
 }
 
-/// The min-balance alert handler.
+/// The min-balance alert handler: every Voximplant account callback (`voximplant.<type>`, one
+/// word; the scenario's call events are `voximplant.call.<…>`), since each carries the account's
+/// `balance`, which resolves a firing alert; `min_balance` callbacks fire it.
 pub const MIN_BALANCE_ALERT: HandlerRoute = HandlerRoute {
     name: "min-balance-alert",
-    patterns: &["voximplant.min_balance"],
+    patterns: &["voximplant.*"],
 };
 
 /// The call-log handler: every provider's call events, web callbacks, and the outcomes of its

@@ -297,7 +297,10 @@ async fn bad_requests_get_specific_problems_and_publish_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_callback_types_are_kept_in_unrouted() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
+    // The min-balance alert takes every account callback (each carries the balance): without
+    // it, a type no handler knows is kept in relay.unrouted.
+    env.config.worker.min_balance_alert = None;
     let (ingress, addr) = start_ingress(&env.config).await;
     ingress.wait_ready().await;
     let hash = relay_signing::voximplant::callback_hash(SALT, ACCOUNT_ID, API_KEY, 77);

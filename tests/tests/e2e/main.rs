@@ -5,6 +5,7 @@
 
 mod acrobits;
 mod acrobits_guard;
+mod alerting;
 mod broker;
 mod call_log;
 mod dead_letters;

@@ -1,8 +1,10 @@
 //! The registry: every handler the worker has, built from its configuration section. A handler
 //! whose section is absent is not built, and its queue is not declared.
 
+pub mod alerting;
 pub mod call_log;
-pub mod min_balance;
+/// The min-balance alert handler under its former module name.
+pub use alerting as min_balance;
 pub mod web_callback;
 
 use std::sync::Arc;
@@ -18,7 +20,10 @@ use crate::handler::Handler;
 pub fn build(config: &Config, store: &Store) -> Result<Vec<Arc<dyn Handler>>, StartError> {
     let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
     if let Some(section) = &config.worker.min_balance_alert {
-        handlers.push(Arc::new(min_balance::MinBalanceAlert::new(section)));
+        handlers.push(Arc::new(alerting::MinBalanceAlert::new(
+            section,
+            store.clone(),
+        )));
     }
     if let Some(section) = &config.worker.call_log {
         handlers.push(Arc::new(call_log::CallLog::new(section, store.clone())?));
@@ -37,6 +42,11 @@ pub fn build(config: &Config, store: &Store) -> Result<Vec<Arc<dyn Handler>>, St
 /// The timer queues the enabled handlers use: (handler, delay), one TTL queue each.
 pub fn timer_queues(config: &Config) -> Vec<(&'static str, Duration)> {
     let mut timers = Vec::new();
+    if let Some(section) = &config.worker.min_balance_alert {
+        for delay in alerting::MinBalanceAlert::timer_delays(section) {
+            timers.push((alerting::NAME, delay));
+        }
+    }
     if let Some(section) = &config.worker.call_log {
         timers.push((call_log::NAME, section.end_after));
         timers.push((call_log::NAME, section.missed_grace));

@@ -182,7 +182,11 @@ impl BenchEnv {
             account_id: ACCOUNT_ID,
             api_key_env: EnvSecret::with_value("RELAY_BENCH_API_KEY", API_KEY),
         }];
-        config.worker.min_balance_alert = Some(Default::default());
+        // No throttle: the scenario counts one alert at the sink per callback of one account.
+        config.worker.min_balance_alert = Some(relay_core::config::MinBalanceAlertConfig {
+            throttle: std::time::Duration::ZERO,
+            ..Default::default()
+        });
         config.destinations.insert(
             "alerts".to_owned(),
             DestinationConfig::new(

@@ -8,6 +8,7 @@
 //! `relay.example.toml` at the repository root documents every field.
 
 mod acrobits;
+mod alerting;
 mod amqp;
 mod delivery;
 mod destination;
@@ -19,6 +20,7 @@ mod telemetry;
 mod web_callback;
 mod worker;
 
+pub use alerting::{AccountAlertConfig, AlertFormat, MinBalanceAlertConfig, NotifierConfig};
 pub use amqp::AmqpConfig;
 pub use delivery::DeliveryConfig;
 pub use destination::{DestinationConfig, Signing};
@@ -32,9 +34,7 @@ pub use telemetry::{LogFormat, TelemetryConfig};
 pub use web_callback::{
     MissedCallbacks, PlivoOrigination, Provider, VoximplantOrigination, WebCallbackConfig,
 };
-pub use worker::{
-    AgentConfig, AlertFormat, CallLogConfig, InboundAnswer, MinBalanceAlertConfig, WorkerConfig,
-};
+pub use worker::{AgentConfig, CallLogConfig, InboundAnswer, WorkerConfig};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -40,7 +40,7 @@ pub struct WorkerConfig {
     #[serde(with = "serde_text")]
     pub queue_depth_interval: Duration,
     /// The min-balance alert handler; absent: off.
-    pub min_balance_alert: Option<MinBalanceAlertConfig>,
+    pub min_balance_alert: Option<super::MinBalanceAlertConfig>,
     /// The call-log handler; absent: off.
     pub call_log: Option<CallLogConfig>,
     /// The web-callback handler (originates the calls web callbacks ask for); absent: off.
@@ -59,41 +59,6 @@ impl Default for WorkerConfig {
             min_balance_alert: None,
             call_log: None,
             web_callback: None,
-        }
-    }
-}
-
-/// Shape of an alert request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AlertFormat {
-    /// The relay's own JSON alert, for a signed webhook.
-    #[default]
-    Webhook,
-    /// Alertmanager `POST /api/v2/alerts`.
-    Alertmanager,
-    /// Slack incoming webhook `{"text": …}`.
-    Slack,
-}
-
-/// The min-balance alert handler.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MinBalanceAlertConfig {
-    /// Destination (a key of `[destinations]`) that receives the alerts.
-    pub destination: String,
-    /// Request shape for that destination.
-    pub format: AlertFormat,
-    /// Unacknowledged events at once; default `worker.prefetch`.
-    pub prefetch: Option<u16>,
-}
-
-impl Default for MinBalanceAlertConfig {
-    fn default() -> Self {
-        Self {
-            destination: "alerts".to_owned(),
-            format: AlertFormat::Webhook,
-            prefetch: None,
         }
     }
 }
@@ -224,10 +189,7 @@ impl Config {
         if self.worker.handler_timeout.is_zero() {
             return Err(invalid("worker.handler_timeout", "must be positive"));
         }
-        if let Some(alert) = &self.worker.min_balance_alert {
-            destination("worker.min_balance_alert.destination", &alert.destination)?;
-            prefetch("worker.min_balance_alert.prefetch", alert.prefetch)?;
-        }
+        self.validate_min_balance_alert()?;
         self.validate_web_callback()?;
         if let Some(log) = &self.worker.call_log {
             destination("worker.call_log.destination", &log.destination)?;
