@@ -67,3 +67,188 @@ impl Store {
         .await
     }
 }
+
+/// What a change function decides for one record.
+pub enum Change<T, R> {
+    /// Leave the record as it is; `R` goes back to the caller.
+    Keep(R),
+    /// Write this record; `R` goes back to the caller.
+    Write(T, R),
+}
+
+/// The outcome of [`Store::update_json`].
+pub struct Updated<T, R> {
+    /// The record before (`None`: there was none, or it could not be read).
+    pub before: Option<T>,
+    /// The record written, when the change wrote one.
+    pub written: Option<T>,
+    /// What the change function said.
+    pub note: R,
+}
+
+/// Why [`Store::update_json`] gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// Redis could not be asked.
+    #[error(transparent)]
+    Store(#[from] crate::StoreError),
+    /// Other writers changed the record this many times in a row.
+    #[error("the record kept changing under {0} concurrent updates")]
+    Conflicts(u32),
+}
+
+impl Store {
+    /// Applies `change` to the JSON record under `suffix` atomically: load, apply, write only
+    /// if nobody wrote meanwhile (compare-and-set), else load again, at most `max_conflicts`
+    /// times (calling `on_conflict` each time). A record this version cannot read (written by
+    /// a newer one, or damaged) is logged and treated as absent: starting over beats parking
+    /// every later event that touches it. The state machines' storage (call sessions, alert
+    /// state) is this one loop.
+    pub async fn update_json<T, R>(
+        &self,
+        suffix: &str,
+        ttl: Duration,
+        max_conflicts: u32,
+        on_conflict: impl Fn(),
+        change: impl Fn(Option<T>) -> Change<T, R>,
+    ) -> Result<Updated<T, R>, UpdateError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Clone,
+    {
+        for _ in 0..max_conflicts {
+            let raw = self.get_text(suffix).await?;
+            let before = match raw.as_deref().map(serde_json::from_str::<T>) {
+                None => None,
+                Some(Ok(record)) => Some(record),
+                Some(Err(error)) => {
+                    tracing::warn!(%error, key = suffix, "unreadable record; starting it afresh");
+                    None
+                }
+            };
+            let (after, note) = match change(before.clone()) {
+                Change::Keep(note) => {
+                    return Ok(Updated {
+                        before,
+                        written: None,
+                        note,
+                    });
+                }
+                Change::Write(after, note) => (after, note),
+            };
+            let text = serde_json::to_string(&after).map_err(crate::StoreError::from)?;
+            if self
+                .compare_and_set(suffix, raw.as_deref(), &text, ttl)
+                .await?
+            {
+                return Ok(Updated {
+                    before,
+                    written: Some(after),
+                    note,
+                });
+            }
+            on_conflict();
+        }
+        Err(UpdateError::Conflicts(max_conflicts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_redis::TestRedis;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn concurrent_updates_each_land_once_and_conflicts_are_retried() {
+        let redis = TestRedis::new();
+        let (a, b) = (redis.store().await, redis.store().await);
+        let conflicts = AtomicU32::new(0);
+        let add = |store: Store, n: u64| {
+            let conflicts = &conflicts;
+            async move {
+                for _ in 0..n {
+                    store
+                        .update_json(
+                            "counter",
+                            TTL,
+                            1_000,
+                            || {
+                                conflicts.fetch_add(1, Ordering::Relaxed);
+                            },
+                            |count: Option<u64>| Change::Write(count.unwrap_or(0) + 1, ()),
+                        )
+                        .await
+                        .unwrap();
+                }
+            }
+        };
+        tokio::join!(add(a.clone(), 50), add(b, 50));
+        let last = a
+            .update_json(
+                "counter",
+                TTL,
+                1,
+                || {},
+                |count: Option<u64>| Change::Keep(count),
+            )
+            .await
+            .unwrap();
+        assert_eq!(last.note, Some(100), "no update lost");
+        assert!(last.written.is_none(), "Keep writes nothing");
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_record_starts_afresh_and_a_hopeless_race_gives_up() {
+        let redis = TestRedis::new();
+        let store = redis.store().await;
+        store
+            .compare_and_set("record", None, "{not json", TTL)
+            .await
+            .unwrap();
+        let updated = store
+            .update_json(
+                "record",
+                TTL,
+                3,
+                || {},
+                |before: Option<Vec<u8>>| Change::Write(vec![1], before.is_none()),
+            )
+            .await
+            .unwrap();
+        assert!(updated.note, "the damaged record read as absent");
+        assert_eq!(updated.written, Some(vec![1]));
+        // A change that always collides (another writer each time) gives up after its budget.
+        let tries = AtomicU32::new(0);
+        let key = store.key("record");
+        let other = std::sync::Mutex::new(
+            redis::Client::open(redis.config.url.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        );
+        let result = store
+            .update_json(
+                "record",
+                TTL,
+                3,
+                || {
+                    tries.fetch_add(1, Ordering::Relaxed);
+                },
+                |_: Option<Vec<u8>>| {
+                    // Someone else writes between this read and our compare-and-set.
+                    let n = tries.load(Ordering::Relaxed);
+                    let _: () = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(format!("[{n}]"))
+                        .query(&mut *other.lock().unwrap())
+                        .unwrap();
+                    Change::Write(vec![0], ())
+                },
+            )
+            .await;
+        assert!(matches!(result, Err(UpdateError::Conflicts(3))));
+        assert_eq!(tries.load(Ordering::Relaxed), 3);
+    }
+}

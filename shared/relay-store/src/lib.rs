@@ -26,6 +26,7 @@ mod records;
 mod test_redis;
 
 pub use destinations::{DISABLED_TTL, Disabled};
+pub use ledger::{Change, UpdateError, Updated};
 pub use limits::{Admission, Limit, Window};
 pub use private::PrivateRedis;
 pub use records::{AttemptEntry, DeliveryRecord, DeliveryStatus, MAX_HISTORY};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use relay_store::Store;
+use relay_store::{Change, Store};
 
 use super::state::{Alert, Step};
 use crate::handler::HandlerError;
@@ -18,10 +18,6 @@ pub(super) struct Ledger {
     ttl: Duration,
 }
 
-fn unavailable(error: relay_store::StoreError) -> HandlerError {
-    HandlerError::Transient(format!("alert ledger: {error}"))
-}
-
 impl Ledger {
     pub(super) fn new(store: Store, ttl: Duration) -> Self {
         Self { store, ttl }
@@ -34,36 +30,22 @@ impl Ledger {
         account: &str,
         change: impl Fn(Option<Alert>) -> Option<Step>,
     ) -> Result<Option<Step>, HandlerError> {
-        let key = format!("alert:{account}");
-        for _ in 0..MAX_CONFLICTS {
-            let raw = self.store.get_text(&key).await.map_err(unavailable)?;
-            let before = match raw.as_deref().map(serde_json::from_str::<Alert>) {
-                None => None,
-                Some(Ok(alert)) => Some(alert),
-                Some(Err(error)) => {
-                    tracing::warn!(%error, account, "unreadable alert record; starting it afresh");
-                    None
-                }
-            };
-            let Some(step) = change(before) else {
-                return Ok(None);
-            };
-            if !step.changed {
-                return Ok(Some(step));
-            }
-            let text = serde_json::to_string(&step.alert).expect("an alert always serialises");
-            let written = self
-                .store
-                .compare_and_set(&key, raw.as_deref(), &text, self.ttl)
-                .await
-                .map_err(unavailable)?;
-            if written {
-                return Ok(Some(step));
-            }
-            metrics::counter!("relay_min_balance_alert_ledger_conflicts_total").increment(1);
-        }
-        Err(HandlerError::Transient(format!(
-            "alert of account {account} kept changing under {MAX_CONFLICTS} concurrent updates"
-        )))
+        let updated = self
+            .store
+            .update_json(
+                &format!("alert:{account}"),
+                self.ttl,
+                MAX_CONFLICTS,
+                || metrics::counter!("relay_min_balance_alert_ledger_conflicts_total").increment(1),
+                |before| match change(before) {
+                    Some(step) if step.changed => Change::Write(step.alert.clone(), Some(step)),
+                    unchanged => Change::Keep(unchanged),
+                },
+            )
+            .await
+            .map_err(|error| {
+                HandlerError::Transient(format!("alert ledger of {account}: {error}"))
+            })?;
+        Ok(updated.note)
     }
 }

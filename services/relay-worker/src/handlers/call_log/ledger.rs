@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use relay_store::Store;
+use relay_store::{Change, Store};
 
 use super::session::Session;
 use crate::handler::HandlerError;
@@ -26,10 +26,6 @@ pub(crate) struct Ledger {
     ttl: Duration,
 }
 
-fn unavailable(error: relay_store::StoreError) -> HandlerError {
-    HandlerError::Transient(format!("session ledger: {error}"))
-}
-
 impl Ledger {
     pub(crate) fn new(store: Store, ttl: Duration) -> Self {
         Self { store, ttl }
@@ -46,41 +42,23 @@ impl Ledger {
         id: &str,
         change: impl Fn(Option<Session>) -> Option<(Session, T)>,
     ) -> Result<Update<T>, HandlerError> {
-        let key = Self::key(id);
-        for _ in 0..MAX_CONFLICTS {
-            let raw = self.store.get_text(&key).await.map_err(unavailable)?;
-            let before = match raw.as_deref().map(serde_json::from_str::<Session>) {
-                None => None,
-                Some(Ok(session)) => Some(session),
-                Some(Err(error)) => {
-                    // A record this version cannot read (written by a newer one, or damaged):
-                    // starting over beats parking every later event of the call.
-                    tracing::warn!(%error, session = id, "unreadable session record; starting it afresh");
-                    None
-                }
-            };
-            let Some((after, note)) = change(before.clone()) else {
-                return Ok(Update {
-                    before,
-                    after: None,
-                });
-            };
-            let text = serde_json::to_string(&after).expect("a session always serialises");
-            let written = self
-                .store
-                .compare_and_set(&key, raw.as_deref(), &text, self.ttl)
-                .await
-                .map_err(unavailable)?;
-            if written {
-                return Ok(Update {
-                    before,
-                    after: Some((after, note)),
-                });
-            }
-            metrics::counter!("relay_call_log_ledger_conflicts_total").increment(1);
-        }
-        Err(HandlerError::Transient(format!(
-            "session {id} kept changing under {MAX_CONFLICTS} concurrent updates"
-        )))
+        let updated = self
+            .store
+            .update_json(
+                &Self::key(id),
+                self.ttl,
+                MAX_CONFLICTS,
+                || metrics::counter!("relay_call_log_ledger_conflicts_total").increment(1),
+                |before| match change(before) {
+                    Some((after, note)) => Change::Write(after, Some(note)),
+                    None => Change::Keep(None),
+                },
+            )
+            .await
+            .map_err(|error| HandlerError::Transient(format!("session ledger of {id}: {error}")))?;
+        Ok(Update {
+            before: updated.before,
+            after: updated.written.zip(updated.note),
+        })
     }
 }
