@@ -41,6 +41,8 @@ pub struct DeliveryService {
     admin: AdminServer,
     broker: Broker,
     background: CancellationToken,
+    /// The open-breaker reporter, awaited on shutdown so that it deletes its report.
+    breaker_report: tokio::task::JoinHandle<()>,
     sender: Arc<attempt::Sender>,
     prefetch: u16,
     grace: Duration,
@@ -80,6 +82,13 @@ impl DeliveryService {
             config.delivery.secret_check_interval,
             background.clone(),
         ));
+        let breaker_report = tokio::spawn(breaker::report::run(
+            destinations.clone(),
+            store.clone(),
+            breaker::report::instance(),
+            config.delivery.breaker_report_interval,
+            background.clone(),
+        ));
         let sender = Arc::new(attempt::Sender {
             client,
             destinations,
@@ -94,6 +103,7 @@ impl DeliveryService {
             admin,
             broker,
             background,
+            breaker_report,
             sender,
             prefetch: config.delivery.prefetch,
             grace: config.delivery.shutdown_grace,
@@ -120,6 +130,9 @@ impl DeliveryService {
         };
         consumer::run(self.broker, consumer, self.sender, stop).await;
         self.background.cancel();
+        // Its last act deletes this process's report of open breakers (bounded by the store's
+        // operation budget).
+        let _ = self.breaker_report.await;
         admin.stop().await;
         tracing::info!("relay-delivery stopped");
         Ok(())

@@ -12,9 +12,11 @@
 //!
 //! Keys (prefix `relay:` by default, a TTL on every key): `seen:{source}:{key}` (dedup),
 //! `rate:{key}:{window}` (limits), `delivery:{job id}` and `inflight:{job id}` ([`records`]),
-//! `call:{session}` (the call log's ledger, [`ledger`]).
+//! `call:{session}` (the call log's ledger, [`ledger`]), `breakers:open` (each delivery
+//! process's open destination breakers, [`breakers`]).
 
 pub mod breaker;
+mod breakers;
 mod connection;
 mod dedup;
 mod destinations;
@@ -25,6 +27,7 @@ mod records;
 #[cfg(test)]
 mod test_redis;
 
+pub use breakers::OpenBreaker;
 pub use destinations::{DISABLED_TTL, Disabled};
 pub use ledger::{Change, UpdateError, Updated};
 pub use limits::{Admission, Limit, Window};

@@ -15,11 +15,16 @@
 //! as `relay_destination_breaker{destination,state}` (1 for the current state). Each delivery
 //! process keeps its own breakers: replicas learn of a destination's trouble separately, and
 //! each sends its own probe.
+//!
+//! A breaker also remembers since when (wall clock, unix ms) it has been open: a failed probe
+//! continues the same open period, only a close ends it. [`report`] tells Redis which of this
+//! process's breakers are open and since when, for the worker's alert on one open too long.
 
 mod machine;
+pub(crate) mod report;
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 pub(crate) use machine::{Cause, Decision, Input, Settings, State, Transition, next};
 
@@ -28,6 +33,9 @@ pub(crate) struct Breaker {
     destination: String,
     settings: Settings,
     state: Mutex<State>,
+    /// Unix ms when the current open period began; `None` while closed. Written under the
+    /// `state` lock, after it.
+    open_since_ms: Mutex<Option<i64>>,
 }
 
 impl Breaker {
@@ -39,7 +47,14 @@ impl Breaker {
             destination: destination.to_owned(),
             settings,
             state: Mutex::new(state),
+            open_since_ms: Mutex::new(None),
         }
+    }
+
+    /// Since when (unix ms, wall clock) it has been open, half-open included; `None` while
+    /// closed.
+    pub(crate) fn open_since_ms(&self) -> Option<i64> {
+        *self.open_since_ms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether a request now would be told to wait, and for how long; changes nothing.
@@ -65,6 +80,8 @@ impl Breaker {
         *state = after;
         if let Some(transition) = effects.transition {
             export(&self.destination, after);
+            let mut since = self.open_since_ms.lock().unwrap_or_else(|e| e.into_inner());
+            *since = open_since(*since, transition, unix_ms(SystemTime::now()));
             self.log(transition);
         }
         effects.decision
@@ -99,6 +116,25 @@ impl Breaker {
             ),
         }
     }
+}
+
+/// The start of the open period after `transition`, given the one before (`since`) and the
+/// time now: opening starts one, a probe (half-open) and its failure (reopened) continue it,
+/// closing ends it.
+fn open_since(since: Option<i64>, transition: Transition, now_ms: i64) -> Option<i64> {
+    match transition {
+        Transition::Opened(_) => Some(now_ms),
+        // Never without a start in practice (half-open and reopened follow an opening); should
+        // one come, the period is counted from now rather than lost.
+        Transition::HalfOpened | Transition::Reopened => since.or(Some(now_ms)),
+        Transition::Closed => None,
+    }
+}
+
+/// `at` in unix milliseconds (0 before 1970).
+fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Sets `relay_destination_breaker{destination,state}`: 1 for `state`, 0 for the others.
@@ -152,5 +188,59 @@ mod tests {
             "half_open",
             "the wrapper applies the machine"
         );
+    }
+
+    #[test]
+    fn the_open_period_starts_on_opening_survives_probes_and_ends_on_closing() {
+        let opened = Transition::Opened(Cause::InARow(3));
+        assert_eq!(open_since(None, opened, 100), Some(100));
+        assert_eq!(
+            open_since(Some(100), Transition::HalfOpened, 200),
+            Some(100)
+        );
+        assert_eq!(open_since(Some(100), Transition::Reopened, 300), Some(100));
+        assert_eq!(open_since(Some(100), Transition::Closed, 400), None);
+        assert_eq!(
+            open_since(None, Transition::Reopened, 500),
+            Some(500),
+            "a period without a start is counted from now"
+        );
+    }
+
+    #[test]
+    fn the_breaker_remembers_since_when_it_is_open_until_it_closes() {
+        let breaker = Breaker::new("open-since-test", settings());
+        let now = Instant::now();
+        assert_eq!(breaker.open_since_ms(), None, "closed");
+        let before = unix_ms(SystemTime::now());
+        for _ in 0..3 {
+            breaker.record(Input::Failed { probe: false }, now);
+        }
+        let since = breaker.open_since_ms().expect("open");
+        assert!(
+            since >= before && since <= unix_ms(SystemTime::now()),
+            "{since}"
+        );
+
+        // A failed probe continues the same open period.
+        let later = now + Duration::from_secs(10);
+        assert_eq!(breaker.admit(later), Decision::Probe);
+        assert_eq!(breaker.open_since_ms(), Some(since), "half-open");
+        std::thread::sleep(Duration::from_millis(2));
+        breaker.record(Input::Failed { probe: true }, later);
+        assert_eq!(breaker.open_since_ms(), Some(since), "reopened");
+
+        // The next probe's success ends it.
+        let later = later + Duration::from_secs(10);
+        assert_eq!(breaker.admit(later), Decision::Probe);
+        breaker.record(Input::Answered { probe: true }, later);
+        assert_eq!(breaker.open_since_ms(), None, "closed");
+
+        // Opening again starts a new period.
+        std::thread::sleep(Duration::from_millis(2));
+        for _ in 0..3 {
+            breaker.record(Input::Failed { probe: false }, later);
+        }
+        assert!(breaker.open_since_ms().expect("open again") > since);
     }
 }

@@ -31,6 +31,11 @@ pub struct DeliveryConfig {
     /// once), and the disabled destinations re-read from Redis.
     #[serde(with = "serde_text")]
     pub secret_check_interval: Duration,
+    /// How often each delivery process reports its open destination breakers to Redis (for
+    /// the worker's alert on a breaker open too long). A process with nothing open writes
+    /// nothing.
+    #[serde(with = "serde_text")]
+    pub breaker_report_interval: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -42,6 +47,7 @@ impl Default for DeliveryConfig {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(3600),
             secret_check_interval: Duration::from_secs(5),
+            breaker_report_interval: Duration::from_secs(10),
         }
     }
 }
@@ -63,6 +69,12 @@ impl Config {
         if self.delivery.secret_check_interval.is_zero() {
             return Err(invalid(
                 "delivery.secret_check_interval",
+                "must be positive",
+            ));
+        }
+        if self.delivery.breaker_report_interval.is_zero() {
+            return Err(invalid(
+                "delivery.breaker_report_interval",
                 "must be positive",
             ));
         }
