@@ -71,6 +71,9 @@ impl Worker {
             config.worker.queue_depth_interval,
             background.clone(),
         );
+        if let Some(watch) = handlers::failure_alert::watch::Watch::from_config(&config) {
+            watch.spawn(broker.clone(), store.clone(), background.clone());
+        }
         let admin = AdminServer::bind(config.worker.admin_listen, readiness)
             .await
             .map_err(StartError::bind(config.worker.admin_listen))?;

@@ -98,7 +98,12 @@ impl Runner {
             Ok(Ok(result)) => result,
         };
         match result {
-            Ok(output) => self.publish(output).await,
+            Ok(mut output) => {
+                for job in &mut output.jobs {
+                    job.event_type.get_or_insert_with(|| event.ty.clone());
+                }
+                self.publish(output).await
+            }
             Err(failure @ HandlerError::Permanent { .. }) => self.park(delivery, &failure).await,
             Err(HandlerError::Transient(detail)) => self.retry(delivery, &context, &detail).await,
         }

@@ -47,3 +47,22 @@ pub fn spawn_gauges(broker: Broker, queues: Vec<String>, every: Duration, stop: 
         }
     });
 }
+
+/// The ready messages of `queue` now, read with a passive declare on a channel of its own
+/// (closed afterwards): `None` when the queue does not exist.
+pub async fn queue_depth(broker: &Broker, queue: &str) -> Result<Option<u32>, crate::PublishError> {
+    let channel = broker.open_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let depth = channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+        .ok()
+        .map(|state| state.message_count());
+    if channel.status().connected() {
+        let _ = channel.close(200, "depth read".into()).await;
+    }
+    Ok(depth)
+}

@@ -50,6 +50,11 @@ pub struct DeliveryJob {
     /// and the message's place in it).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub context: BTreeMap<String, String>,
+    /// What the request carries, for operators and failure alerts: the type of the event it was
+    /// made from (set by the worker's runner when the handler leaves it empty), or the
+    /// handler's own word for it (the call log's `call-log.answered`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
 }
 
 impl DeliveryJob {
@@ -78,6 +83,7 @@ impl DeliveryJob {
             give_up_after: None,
             report_outcome: false,
             context: BTreeMap::new(),
+            event_type: None,
         }
     }
 }
@@ -103,6 +109,7 @@ mod tests {
             give_up_after: None,
             report_outcome: true,
             context: BTreeMap::from([("session".into(), "s-1".into())]),
+            event_type: Some("voximplant.min_balance".into()),
         };
         let text = serde_json::to_string(&job).unwrap();
         assert_eq!(serde_json::from_str::<DeliveryJob>(&text).unwrap(), job);

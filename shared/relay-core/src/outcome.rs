@@ -46,6 +46,9 @@ pub struct DeliveryOutcome {
     /// The first bytes of the last response body (at most [`EXCERPT_LIMIT`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_excerpt: Option<String>,
+    /// What the job carried ([`DeliveryJob::event_type`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
     /// The job's context, as the handler wrote it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub context: BTreeMap<String, String>,
@@ -65,6 +68,7 @@ impl DeliveryOutcome {
             reason: None,
             detail: None,
             response_excerpt: None,
+            event_type: job.event_type.clone(),
             context: job.context.clone(),
         }
     }

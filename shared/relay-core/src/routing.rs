@@ -67,6 +67,20 @@ pub const WEB_CALLBACK: HandlerRoute = HandlerRoute {
     ],
 };
 
+/// The failure-alert handler: every failed delivery (`relay.delivery.failed.<handler>`) and
+/// the worker's own observations of the relay's state (`relay.condition.<kind>`: a breaker open
+/// too long, a queue too deep).
+pub const FAILURE_ALERT: HandlerRoute = HandlerRoute {
+    name: "failure-alert",
+    patterns: &["relay.delivery.failed.#", "relay.condition.#"],
+};
+
+/// Routing key of an observation of the relay's state on [`EVENTS_EXCHANGE`]:
+/// `relay.condition.<kind>` (`queue_depth`, `breaker_open`).
+pub fn condition_key(kind: &str) -> String {
+    format!("relay.condition.{kind}")
+}
+
 /// The call log's event for an inbound call that ended unanswered (its caller may be called
 /// back: `[worker.web_callback.missed_calls]`).
 pub const CALL_MISSED: &str = "relay.call.missed";
@@ -75,7 +89,7 @@ pub const CALL_MISSED: &str = "relay.call.missed";
 /// (`Config::enabled_handlers`): a handler's queue is declared only while it is enabled, since
 /// a bound queue without a consumer would silently collect events that belong in
 /// `relay.unrouted`.
-pub const HANDLERS: &[HandlerRoute] = &[MIN_BALANCE_ALERT, CALL_LOG, WEB_CALLBACK];
+pub const HANDLERS: &[HandlerRoute] = &[MIN_BALANCE_ALERT, CALL_LOG, WEB_CALLBACK, FAILURE_ALERT];
 
 /// Headers exchange that routes a message straight to one handler's queue by its
 /// [`HANDLER_HEADER`]: durable handler retries and timers come back through it, to that

@@ -207,6 +207,24 @@ pub const METRICS: &[Metric] = &[
         "Min-balance alert notifications, by kind.",
     ),
     m(
+        "relay_failure_alerts_total",
+        Counter,
+        true,
+        "Failure alerts raised or resolved, by alertname (delivery failed, queue depth, breaker open).",
+    ),
+    m(
+        "relay_failure_alerts_suppressed_total",
+        Counter,
+        true,
+        "Failed deliveries of the failure alerts' own destinations: logged and counted, never alerted about.",
+    ),
+    m(
+        "relay_failure_alert_ledger_conflicts_total",
+        Counter,
+        false,
+        "Concurrent updates of one failure-alert record that had to be retried.",
+    ),
+    m(
         "relay_min_balance_alert_ledger_conflicts_total",
         Counter,
         false,

@@ -11,6 +11,7 @@ mod call_log;
 mod dead_letters;
 mod delivery;
 mod destinations;
+mod failure_alert;
 mod history;
 mod hooks;
 mod http_layer;

@@ -10,8 +10,8 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use relay_core::config::{
-    AcrobitsAccount, AcrobitsSource, DestinationConfig, PlivoOrigination, Provider, Signing,
-    VoximplantOrigination, WebCallbackConfig,
+    AcrobitsAccount, AcrobitsSource, AlertFormat, DestinationConfig, FailureAlertConfig,
+    NotifierConfig, PlivoOrigination, Provider, Signing, VoximplantOrigination, WebCallbackConfig,
 };
 use relay_e2e::*;
 use serde_json::{Value, json};
@@ -265,6 +265,7 @@ async fn a_plivo_web_callback_calls_the_user_then_dials_the_target_in_one_thread
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voximplant_web_callback_starts_the_scenario_and_its_refusal_reaches_the_thread() {
     let helpdesk = Helpdesk::start(HELPDESK_SECRET).await;
+    let mut ops = Sink::start(&[]).await;
     let mut api = Api::start(vec![(
         200,
         r#"{"error": {"code": 100, "msg": "Invalid rule_id"}}"#,
@@ -280,6 +281,19 @@ async fn a_voximplant_web_callback_starts_the_scenario_and_its_refusal_reaches_t
     env.config
         .destinations
         .insert("voximplant-api".into(), vox_api);
+    // The refusal raises a failure alert too.
+    env.config.destinations.insert(
+        "ops".into(),
+        DestinationConfig::new(&ops.url, Signing::None, None),
+    );
+    env.config.worker.failure_alert = Some(FailureAlertConfig {
+        notifiers: vec![NotifierConfig {
+            destination: "ops".into(),
+            format: AlertFormat::Webhook,
+        }],
+        group_wait: Duration::from_millis(200),
+        ..Default::default()
+    });
     let relay = Relay::start(&env.config).await;
     request_callback(&relay).await;
 
@@ -322,6 +336,19 @@ async fn a_voximplant_web_callback_starts_the_scenario_and_its_refusal_reaches_t
             "Callback requested by alice to +15551231234",
             "Callback failed: Invalid rule_id"
         ]
+    );
+    let got = ops.next(WAIT).await.expect("a failure alert");
+    let alert: Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(alert["alertname"], "RelayDeliveryFailed");
+    assert_eq!(alert["labels"]["destination"], "voximplant-api");
+    assert_eq!(alert["facts"]["handler"], "web-callback");
+    assert_eq!(alert["facts"]["event_type"], "com.acrobits.web_callback");
+    assert!(
+        alert["facts"]["response_excerpt"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid rule_id"),
+        "{alert}"
     );
     relay.stop().await;
     std::fs::remove_file(&path).unwrap();

@@ -3,6 +3,7 @@
 
 pub mod alerting;
 pub mod call_log;
+pub mod failure_alert;
 /// The min-balance alert handler under its former module name.
 pub use alerting as min_balance;
 pub mod web_callback;
@@ -36,6 +37,12 @@ pub fn build(config: &Config, store: &Store) -> Result<Vec<Arc<dyn Handler>>, St
             store.clone(),
         )));
     }
+    if let Some(section) = &config.worker.failure_alert {
+        handlers.push(Arc::new(failure_alert::FailureAlert::new(
+            section,
+            store.clone(),
+        )));
+    }
     Ok(handlers)
 }
 
@@ -50,6 +57,11 @@ pub fn timer_queues(config: &Config) -> Vec<(&'static str, Duration)> {
     if let Some(section) = &config.worker.call_log {
         timers.push((call_log::NAME, section.end_after));
         timers.push((call_log::NAME, section.missed_grace));
+    }
+    if let Some(section) = &config.worker.failure_alert {
+        for delay in failure_alert::FailureAlert::timer_delays(section) {
+            timers.push((failure_alert::NAME, delay));
+        }
     }
     timers
 }

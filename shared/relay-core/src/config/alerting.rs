@@ -121,6 +121,34 @@ impl MinBalanceAlertConfig {
 }
 
 impl Config {
+    /// Checks the notifiers of `section`: each destination exists, and an Alertmanager's URL
+    /// is its v2 alerts endpoint (anything else answers 404 to every alert, or takes them
+    /// for something else).
+    pub(super) fn check_notifiers(
+        &self,
+        section: &str,
+        notifiers: &[NotifierConfig],
+    ) -> Result<(), ConfigError> {
+        for (i, notifier) in notifiers.iter().enumerate() {
+            let field = format!("{section}.notifiers[{i}].destination");
+            self.require_destination(&field, &notifier.destination)?;
+            let url = &self.destinations[&notifier.destination].url;
+            let path = url.split(['?', '#']).next().unwrap_or_default();
+            if notifier.format == AlertFormat::Alertmanager
+                && !path.trim_end_matches('/').ends_with("/api/v2/alerts")
+            {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "destination `{}` takes Alertmanager alerts, so its url must end in /api/v2/alerts (it is {url})",
+                        notifier.destination
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks `[worker.min_balance_alert]`.
     pub(super) fn validate_min_balance_alert(&self) -> Result<(), ConfigError> {
         let Some(alert) = &self.worker.min_balance_alert else {
@@ -129,10 +157,7 @@ impl Config {
         if alert.notifiers.is_empty() {
             self.require_destination("worker.min_balance_alert.destination", &alert.destination)?;
         }
-        for (i, notifier) in alert.notifiers.iter().enumerate() {
-            let field = format!("worker.min_balance_alert.notifiers[{i}].destination");
-            self.require_destination(&field, &notifier.destination)?;
-        }
+        self.check_notifiers("worker.min_balance_alert", &alert.effective_notifiers())?;
         if alert.prefetch == Some(0) {
             return Err(invalid(
                 "worker.min_balance_alert.prefetch",
@@ -247,6 +272,8 @@ mod tests {
             e.contains("worker.min_balance_alert.notifiers[0].destination"),
             "{e}"
         );
+        let e = err(r#"notifiers = [{ destination = "alerts", format = "alertmanager" }]"#);
+        assert!(e.contains("must end in /api/v2/alerts"), "{e}");
         let e = err(r#"resend_interval = "0s""#);
         assert!(
             e.contains("worker.min_balance_alert.resend_interval"),

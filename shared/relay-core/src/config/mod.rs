@@ -13,6 +13,7 @@ mod amqp;
 mod delivery;
 mod destination;
 mod explain;
+mod failure_alert;
 mod ingress;
 mod redis;
 mod secret;
@@ -24,6 +25,7 @@ pub use alerting::{AccountAlertConfig, AlertFormat, MinBalanceAlertConfig, Notif
 pub use amqp::AmqpConfig;
 pub use delivery::DeliveryConfig;
 pub use destination::{DestinationConfig, Signing};
+pub use failure_alert::FailureAlertConfig;
 pub use ingress::{
     AcrobitsAccount, AcrobitsSource, IngressConfig, PasswordScheme, PlivoSource, ReamazeSource,
     SignatureEncoding, SourceConfig, SourceScheme, VoximplantAccount, VoximplantConfig,

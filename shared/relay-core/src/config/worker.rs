@@ -45,6 +45,9 @@ pub struct WorkerConfig {
     pub call_log: Option<CallLogConfig>,
     /// The web-callback handler (originates the calls web callbacks ask for); absent: off.
     pub web_callback: Option<super::WebCallbackConfig>,
+    /// The failure-alert handler (failed deliveries, breakers open too long, queues too deep);
+    /// absent: off.
+    pub failure_alert: Option<super::FailureAlertConfig>,
 }
 
 impl Default for WorkerConfig {
@@ -59,6 +62,7 @@ impl Default for WorkerConfig {
             min_balance_alert: None,
             call_log: None,
             web_callback: None,
+            failure_alert: None,
         }
     }
 }
@@ -169,6 +173,9 @@ impl Config {
         if worker.web_callback.is_some() {
             routes.push(routing::WEB_CALLBACK);
         }
+        if worker.failure_alert.is_some() {
+            routes.push(routing::FAILURE_ALERT);
+        }
         routes
     }
 
@@ -191,6 +198,7 @@ impl Config {
         }
         self.validate_min_balance_alert()?;
         self.validate_web_callback()?;
+        self.validate_failure_alert()?;
         if let Some(log) = &self.worker.call_log {
             destination("worker.call_log.destination", &log.destination)?;
             prefetch("worker.call_log.prefetch", log.prefetch)?;

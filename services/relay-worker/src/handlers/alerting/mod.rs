@@ -355,4 +355,4 @@ pub fn job(
 #[cfg(test)]
 mod state_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

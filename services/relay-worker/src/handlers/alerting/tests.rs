@@ -48,7 +48,7 @@ fn notice(kind: NoticeKind, previous: Option<Severity>) -> Notice {
 /// Checks `body` against Alertmanager's v2 OpenAPI schema (`postableAlerts`: an array of
 /// `postableAlert` = `labels` (required `labelSet`), `annotations` (`labelSet`), `startsAt`,
 /// `endsAt` (`date-time`), `generatorURL` (`uri`)), and returns its alerts.
-fn postable_alerts(body: &Value) -> &Vec<Value> {
+pub(crate) fn postable_alerts(body: &Value) -> &Vec<Value> {
     let alerts = body.as_array().expect("postableAlerts is an array");
     for alert in alerts {
         let alert = alert.as_object().expect("postableAlert is an object");

@@ -189,6 +189,9 @@ impl CallLog {
             head.body.clone(),
         );
         job.report_outcome = true;
+        // The event that released this message is often the previous message's outcome:
+        // name the message instead.
+        job.event_type = Some(format!("call-log.{}", head.key));
         job.context = BTreeMap::from([
             ("session".to_owned(), session.id.clone()),
             ("seq".to_owned(), head.seq.to_string()),
