@@ -19,6 +19,9 @@ impl Results {
         if let Some(table) = self.isolation_table() {
             print!("{table}");
         }
+        if let Some(knee) = &self.knee {
+            print!("{}", knee.markdown());
+        }
     }
 
     /// The section appended to BENCHMARKS.md; `svg` is the chart it links to (none when the
@@ -94,6 +97,14 @@ impl Results {
         }
         if let Some(table) = self.isolation_table() {
             m.push_str(&table);
+        }
+        if let Some(knee) = &self.knee {
+            m.push_str(&knee.markdown());
+            let _ = writeln!(
+                m,
+                "Chart: bench-{}-{}-knee.svg beside the JSON.\n",
+                self.date, self.revision
+            );
         }
         let _ = writeln!(m, "### Services and targets\n");
         for s in &self.services {

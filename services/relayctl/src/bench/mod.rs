@@ -16,6 +16,9 @@
 //! 3. Delivery throughput against the sink, beside the raw consume + ack rate.
 //! 4. Delivery isolation ([`isolation`]): one destination's delivery throughput alone, then
 //!    behind the jobs of another whose endpoint never answers.
+//! 5. The knee ([`knee`]): end-to-end rates swept upward until p99 passes 50 ms or events fall
+//!    behind, with each process's CPU and memory per step and the stage that saturated; then
+//!    every service's memory at 1,024 ingress connections.
 //!
 //! `--only` runs some of them (e.g. `--only isolation` to rerun one); the default is all.
 
@@ -24,6 +27,8 @@ mod calls;
 mod chart;
 mod env;
 mod isolation;
+mod knee;
+mod knee_report;
 mod load;
 mod markdown;
 mod outage;
@@ -57,6 +62,8 @@ enum Scenario {
     Delivery,
     /// One destination's delivery throughput alone and beside a stuck one.
     Isolation,
+    /// End-to-end rates swept upward to the knee; memory at 1,024 connections.
+    Knee,
 }
 
 impl Scenario {
@@ -93,6 +100,21 @@ pub(crate) struct BenchArgs {
     /// delivery's prefetch).
     #[arg(long, default_value_t = 200)]
     stuck_jobs: usize,
+    /// First rate of the knee sweep (callbacks per second).
+    #[arg(long, default_value_t = 500)]
+    knee_start: u32,
+    /// Each knee step's rate is the previous one's times this.
+    #[arg(long, default_value_t = 1.4)]
+    knee_factor: f64,
+    /// The sweep stops at this rate even within the bound.
+    #[arg(long, default_value_t = 50_000)]
+    knee_max: u32,
+    /// How long each knee step is sustained.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    knee_step: Duration,
+    /// Requests of the 1,024-connection memory run.
+    #[arg(long, default_value_t = 20_000)]
+    many_requests: usize,
     /// Run only these scenarios (comma-separated); all by default.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Scenario>,
@@ -120,6 +142,11 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
         args.duration = Duration::from_secs(2);
         args.jobs = 200;
         args.stuck_jobs = 200;
+        args.knee_start = 100;
+        args.knee_factor = 2.0;
+        args.knee_max = 200;
+        args.knee_step = Duration::from_secs(1);
+        args.many_requests = 2 * knee::MANY_CONNECTIONS;
     }
     anyhow::ensure!(
         args.requests > 0 && args.jobs > 0 && args.stuck_jobs > 0,
@@ -129,7 +156,8 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
         !args.concurrency.is_empty()
             && !args.concurrency.contains(&0)
             && !args.rates.contains(&0)
-            && !args.call_rates.contains(&0),
+            && !args.call_rates.contains(&0)
+            && args.knee_factor > 1.0,
         "concurrency and rates must be positive"
     );
     let only = args.only.clone();
@@ -153,6 +181,7 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
         Scenario::Outage,
         Scenario::E2e,
         Scenario::Calls,
+        Scenario::Knee,
     ]
     .into_iter()
     .any(want);
@@ -216,7 +245,7 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
 
     // 2. End to end at fixed rates: min-balance callbacks, then calls.
     let (mut worker, mut delivery) = (None, None);
-    if want(Scenario::E2e) || want(Scenario::Calls) {
+    if want(Scenario::E2e) || want(Scenario::Calls) || want(Scenario::Knee) {
         worker = Some(env.start("relay-worker").await?);
         delivery = Some(env.start("relay-delivery").await?);
     }
@@ -244,6 +273,21 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
         calls::runs(&env.ingress_url, &sink, &args.call_rates, args.duration).await
     } else {
         Vec::new()
+    };
+
+    // 2b. The knee, with all three running.
+    let knee = match (&ingress, &worker, &delivery) {
+        (Some(i), Some(w), Some(d)) if want(Scenario::Knee) => {
+            let sweep = knee::Sweep {
+                start: args.knee_start,
+                factor: args.knee_factor,
+                max: args.knee_max,
+                step: args.knee_step,
+                many_requests: args.many_requests,
+            };
+            Some(knee::sweep(&url, &sink, &channel, &[i, w, d], &sweep).await)
+        }
+        _ => None,
     };
 
     // 3. Delivery alone: jobs queued while it is stopped, then drained; beside it, the raw
@@ -306,6 +350,9 @@ pub(crate) async fn run(_config: &Config, mut args: BenchArgs) -> anyhow::Result
         .collect();
     results.redis_outage = redis_outage;
     results.isolation = isolation;
+    if let Some(knee) = knee {
+        results.add_knee(knee);
+    }
     results.print_end_to_end();
     results.print_targets();
     let written = results.write(&args.out, (!args.quick).then_some(args.markdown.as_path()))?;

@@ -161,6 +161,8 @@ pub(crate) struct Results {
     pub(crate) delivery: Option<DeliveryRun>,
     /// Delivery to one destination beside another that is stuck.
     pub(crate) isolation: Option<IsolationRun>,
+    /// The end-to-end knee sweep and memory at 1,024 connections.
+    pub(crate) knee: Option<super::knee::Knee>,
     pub(crate) services: Vec<ServiceUsage>,
     pub(crate) bad_signatures_at_sink: u64,
     pub(crate) targets: Vec<Target>,
@@ -269,10 +271,22 @@ impl Results {
             p99_over_50ms_at,
             delivery,
             isolation: None,
+            knee: None,
             services,
             bad_signatures_at_sink,
             targets,
         }
+    }
+
+    /// Adds the knee and its targets.
+    pub(crate) fn add_knee(&mut self, knee: super::knee::Knee) {
+        let ingress_max = self
+            .ingress
+            .iter()
+            .map(|r| r.ingress.per_second)
+            .reduce(f64::max);
+        self.targets.extend(knee.targets(ingress_max));
+        self.knee = Some(knee);
     }
 
     pub(crate) fn print_targets(&self) {
@@ -324,6 +338,14 @@ impl Results {
                 chart::e2e_latency(&self.end_to_end.min_balance, &self.date, &self.revision),
             )?;
             written.push_str(&format!(" and {}", svg.display()));
+        }
+        if let Some(knee) = &self.knee {
+            let path = out.join(format!("{stem}-knee.svg"));
+            std::fs::write(
+                &path,
+                chart::e2e_latency(&knee.runs(), &self.date, &self.revision),
+            )?;
+            written.push_str(&format!(" and {}", path.display()));
         }
         if let Some(path) = markdown {
             let mut file = std::fs::OpenOptions::new()
