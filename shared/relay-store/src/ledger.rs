@@ -97,6 +97,28 @@ pub enum UpdateError {
     Conflicts(u32),
 }
 
+/// How many locks [`Stripes`] has.
+pub(crate) const STRIPES: usize = 256;
+
+/// Per-process locks of records, by key hash. Compare-and-set alone makes a burst of `n`
+/// updates of one record cost O(n²) round trips (each round lets one writer through and sends
+/// the others back to read again); queued on a lock they cost O(n), and compare-and-set is
+/// left to settle races between processes.
+pub(crate) struct Stripes(Box<[tokio::sync::Mutex<()>]>);
+
+impl Stripes {
+    pub(crate) fn new() -> Self {
+        Self((0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+
+    fn of(&self, key: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        &self.0[(hasher.finish() % STRIPES as u64) as usize]
+    }
+}
+
 impl Store {
     /// Applies `change` to the JSON record under `suffix` atomically: load, apply, write only
     /// if nobody wrote meanwhile (compare-and-set), else load again, at most `max_conflicts`
@@ -115,6 +137,7 @@ impl Store {
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Clone,
     {
+        let _queued = self.inner.records.of(suffix).lock().await;
         for _ in 0..max_conflicts {
             let raw = self.get_text(suffix).await?;
             let before = match raw.as_deref().map(serde_json::from_str::<T>) {

@@ -95,6 +95,9 @@ pub(crate) struct Inner {
     probe_interval: Duration,
     connection: watch::Sender<Option<ConnectionManager>>,
     breaker: Breaker,
+    /// Serialises this process's updates of one record ([`ledger::STRIPES`] locks, by key
+    /// hash), so that a burst for one key queues here instead of failing compare-and-set.
+    records: ledger::Stripes,
 }
 
 impl Store {
@@ -109,7 +112,9 @@ impl Store {
             probe_interval: config.probe_interval,
             connection,
             breaker: Breaker::new(config.breaker_failures),
+            records: ledger::Stripes::new(),
         });
+        register_metrics();
         let check = readiness.check("redis");
         tokio::spawn(connection::connect_loop(
             inner.clone(),
@@ -138,12 +143,13 @@ impl Store {
         format!("{}{suffix}", self.inner.prefix)
     }
 
-    /// Runs one operation within its budget, behind the breaker.
+    /// Runs one operation within its budget, behind the breaker; `op` is one of [`OPS`].
     async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        debug_assert!(OPS.contains(&op), "add `{op}` to relay_store::OPS");
         let breaker = &self.inner.breaker;
         let connection = if breaker.is_open() {
             None
@@ -171,6 +177,41 @@ impl Store {
     }
 }
 
+/// Every operation of the store: the `op` label of `relay_redis_skipped_total` and
+/// `relay_redis_errors_total`.
+pub const OPS: &[&str] = &[
+    "admit",
+    "append_attempt",
+    "begin_attempt",
+    "claim",
+    "delivery_get",
+    "disable_destination",
+    "disabled_destinations",
+    "enable_destination",
+    "finish_attempt",
+    "hit_rate",
+    "ledger_cas",
+    "ledger_get",
+    "mark_seen",
+    "open_breakers",
+    "refund",
+    "release",
+    "release_claim",
+    "report_open_breakers",
+    "reset",
+    "seen",
+    "update_claim",
+];
+
+/// Creates the series of `relay_redis_skipped_total` and `relay_redis_errors_total` at zero,
+/// one per operation, so an alert on Redis trouble sees zeros from start-up rather than a gap.
+fn register_metrics() {
+    for op in OPS {
+        metrics::counter!("relay_redis_skipped_total", "op" => *op).increment(0);
+        metrics::counter!("relay_redis_errors_total", "op" => *op).increment(0);
+    }
+}
+
 /// Deletes every key under `prefix` (tests and benchmarks clean up their own prefix with it;
 /// blocking, for `Drop`). Uses `SCAN`, so a large database is not stalled the way `KEYS`
 /// would stall it.
@@ -183,4 +224,33 @@ pub fn purge_prefix(url: &str, prefix: &str) -> redis::RedisResult<usize> {
         redis::cmd("DEL").arg(chunk).query::<()>(&mut conn)?;
     }
     Ok(keys.len())
+}
+
+#[cfg(test)]
+mod ops_tests {
+    use super::OPS;
+
+    /// [`OPS`] names exactly the operations the store runs (`self.run("…", …)` in its sources),
+    /// so every one has its series from start-up.
+    #[test]
+    fn every_operation_run_is_in_ops() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut run = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for (at, _) in text.match_indices(".run(") {
+                let rest = text[at + ".run(".len()..].trim_start();
+                // A name: lower-case words (this test's own text is not one).
+                let op = rest.strip_prefix('"').and_then(|r| r.split('"').next());
+                if let Some(op) =
+                    op.filter(|op| op.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+                {
+                    run.insert(op.to_owned());
+                }
+            }
+        }
+        let ops: std::collections::BTreeSet<String> =
+            OPS.iter().map(|op| (*op).to_owned()).collect();
+        assert_eq!(run, ops);
+    }
 }
