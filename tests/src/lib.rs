@@ -321,7 +321,7 @@ pub async fn start_delivery(config: &Config) -> Running {
 
 /// A signed min-balance callback body for the test account.
 pub fn min_balance_body(callback_id: u64) -> Vec<u8> {
-    let value = relay_ingress::voximplant::sample_min_balance(
+    let value = relay_signing::voximplant::sample_min_balance(
         ACCOUNT_ID,
         callback_id,
         API_KEY,

@@ -2,7 +2,8 @@
 //!
 //! Plain string concatenation of the security salt (may be empty), the decimal account id, the
 //! account's API key and the decimal callback id; lowercase hex. Compared case-insensitively, in
-//! constant time (PROTOCOLS.md, seed 000).
+//! constant time (PROTOCOLS.md, seed 000). [`sample_min_balance`] is the other side: a callback
+//! body signed this way, for `relayctl send`, benchmarks and tests.
 
 use md5::{Digest, Md5};
 
@@ -42,6 +43,32 @@ pub fn verify_callback(
     }
 }
 
+/// A correctly signed `min_balance` callback body, as Voximplant would send it (for `relayctl
+/// send`, benchmarks and tests).
+pub fn sample_min_balance(
+    account_id: u64,
+    callback_id: u64,
+    api_key: &str,
+    salt: &str,
+    balance: f64,
+    is_min_credit: bool,
+) -> serde_json::Value {
+    serde_json::json!({
+        "callbacks": [{
+            "callback_id": callback_id,
+            "type": "min_balance",
+            "account_id": account_id,
+            "account_name": "sample",
+            "account_email": "ops@example.com",
+            "language_code": "en",
+            "balance": balance,
+            "currency": "USD",
+            "min_balance": { "is_min_credit": is_min_credit, "is_repeated": false },
+            "hash": callback_hash(salt, account_id, api_key, callback_id),
+        }]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +87,16 @@ mod tests {
             callback_hash("", 1, "k", 2),
             "79c23c16a9526a41d610a1457a382b9e"
         );
+    }
+
+    #[test]
+    fn the_sample_callback_verifies() {
+        let body = sample_min_balance(100, 7, "key", "salt", 0.5, true);
+        let callback = &body["callbacks"][0];
+        let hash = callback["hash"].as_str().unwrap();
+        assert_eq!(verify_callback("salt", 100, "key", 7, hash), Ok(()));
+        assert_eq!(callback["type"], "min_balance");
+        assert_eq!(callback["min_balance"]["is_min_credit"], true);
     }
 
     #[test]

@@ -71,7 +71,7 @@ fn env(peers: &Peers) -> TestEnv {
 
 /// A signed `min_balance` callback.
 async fn low(addr: std::net::SocketAddr, callback_id: u64, credit_limit: bool) {
-    let body = relay_ingress::voximplant::sample_min_balance(
+    let body = relay_signing::voximplant::sample_min_balance(
         ACCOUNT_ID,
         callback_id,
         API_KEY,

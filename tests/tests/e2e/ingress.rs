@@ -281,7 +281,7 @@ async fn bad_requests_get_specific_problems_and_publish_nothing() {
         assert_eq!(problem["status"], status);
     }
     // An unknown account cannot be verified: 401, not 400.
-    let other = relay_ingress::voximplant::sample_min_balance(1, 1, API_KEY, SALT, 1.0, false);
+    let other = relay_signing::voximplant::sample_min_balance(1, 1, API_KEY, SALT, 1.0, false);
     let response = post_callbacks(addr, serde_json::to_vec(&other).unwrap(), &[]).await;
     assert_eq!(response.status(), 401);
 

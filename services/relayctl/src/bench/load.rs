@@ -23,7 +23,7 @@ pub(crate) fn callbacks(n: usize) -> Vec<(String, Vec<u8>)> {
     let first = NEXT_CALLBACK.fetch_add(n as u64, Ordering::Relaxed);
     (first..first + n as u64)
         .map(|id| {
-            let body = relay_ingress::voximplant::sample_min_balance(
+            let body = relay_signing::voximplant::sample_min_balance(
                 ACCOUNT_ID, id, API_KEY, SALT, 0.5, false,
             );
             let event_id = relay_core::ids::derived_event_id(

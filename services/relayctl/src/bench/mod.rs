@@ -493,7 +493,7 @@ fn print_throughput(what: &str, t: &Throughput) {
 
 /// Size of the CloudEvent ingress publishes for one sample callback.
 fn sample_event_size(event_id: &str) -> usize {
-    let body = relay_ingress::voximplant::sample_min_balance(
+    let body = relay_signing::voximplant::sample_min_balance(
         env::ACCOUNT_ID,
         1,
         env::API_KEY,

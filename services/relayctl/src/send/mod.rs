@@ -120,7 +120,7 @@ pub(crate) async fn run(config: &Config, args: SendArgs) -> anyhow::Result<()> {
                 u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
                     .unwrap_or(1)
             });
-            let body = relay_ingress::voximplant::sample_min_balance(
+            let body = relay_signing::voximplant::sample_min_balance(
                 account.account_id,
                 callback_id,
                 key,
