@@ -64,8 +64,13 @@ pub const WEB_CALLBACK: HandlerRoute = HandlerRoute {
         "acrobits.web_callback",
         "relay.delivery.*.web-callback",
         CALL_MISSED,
+        CALLBACK_ENDED,
     ],
 };
+
+/// The call log's event for a web callback's call that reached its end (answered and hung up,
+/// unanswered, or failed): the callback no longer counts as in progress.
+pub const CALLBACK_ENDED: &str = "relay.callback.ended";
 
 /// The failure-alert handler: every failed delivery (`relay.delivery.failed.<handler>`) and
 /// the worker's own observations of the relay's state (`relay.condition.<kind>`: a breaker open

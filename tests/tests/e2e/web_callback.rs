@@ -472,3 +472,89 @@ async fn a_missed_call_is_called_back_once_a_day_in_its_own_thread() {
     );
     relay.stop().await;
 }
+
+/// A web callback to `target`; the status ingress answered.
+async fn callback_to(relay: &Relay, target: &str) -> u16 {
+    let target = form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>();
+    reqwest::Client::new()
+        .get(format!(
+            "http://{}/v1/acrobits/web-callback?username=alice&password=secretW0rd&targetNumber={target}&callbackNumber=%2B15559879876",
+            relay.addr
+        ))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Requests callbacks to fresh targets until one is accepted (a refusal counts nowhere).
+async fn until_accepted(relay: &Relay, what: &str) {
+    // Never the same target twice: a repeat within the duplicate window is answered with
+    // success and originates nothing.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(2000);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let status = callback_to(relay, &format!("+1555123{n:04}")).await;
+        if status == 200 {
+            return;
+        }
+        assert_eq!(status, 429, "{what}: only the in-progress cap refuses");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: never accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_stops_counting_as_in_progress_when_its_call_ends_or_fails() {
+    let helpdesk = Helpdesk::start(HELPDESK_SECRET).await;
+    let mut api = Api::start(vec![
+        (
+            201,
+            r#"{"message": "call fired", "request_uuid": "cb-slot-1", "api_id": "a1"}"#,
+        ),
+        (400, r#"{"error": "invalid number"}"#),
+        (
+            201,
+            r#"{"message": "call fired", "request_uuid": "cb-slot-3", "api_id": "a3"}"#,
+        ),
+    ])
+    .await;
+    let mut env = env(&helpdesk, Provider::Plivo);
+    plivo_api(&mut env, &api);
+    let acrobits = env.config.ingress.acrobits.as_mut().unwrap();
+    acrobits.max_concurrent_per_account = 1;
+    let relay = Relay::start(&env.config).await;
+
+    // One callback in progress: the next is refused.
+    assert_eq!(callback_to(&relay, "+15551231001").await, 200);
+    let call = api.next().await;
+    assert_eq!(callback_to(&relay, "+15551231002").await, 429);
+
+    // Its call ends (Plivo's hangup of the user's leg): the slot is free again.
+    let body: Value = serde_json::from_slice(&call.body).unwrap();
+    let hangup = path_and_query(body["hangup_url"].as_str().unwrap());
+    let a_leg = uuid::Uuid::now_v7().to_string();
+    let pairs = [
+        ("CallUUID", a_leg.as_str()),
+        ("Direction", "outbound"),
+        ("From", CALLER_ID),
+        ("To", USER_NUMBER),
+        ("CallStatus", "no-answer"),
+    ];
+    assert_eq!(
+        plivo_callback(relay.addr, &hangup, &pairs).await.status(),
+        200
+    );
+    until_accepted(&relay, "after the call ended").await;
+
+    // That one's origination fails (the API answers 400): its slot comes back too.
+    let _refused = api.next().await;
+    until_accepted(&relay, "after the origination failed").await;
+    let _placed = api.next().await;
+    relay.stop().await;
+}

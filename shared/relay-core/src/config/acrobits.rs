@@ -60,8 +60,9 @@ pub struct AcrobitsSource {
     pub global_limit_per_minute: u32,
     /// Accepted callbacks of all accounts together per day; 0: unlimited.
     pub global_limit_per_day: u32,
-    /// Callbacks one account may have in progress. Until calls report their end, "in progress"
-    /// means accepted within the last `concurrent_window`; 0: unlimited.
+    /// Callbacks one account may have in progress: from acceptance until the call ends or the
+    /// origination fails (the worker gives the slot back), at most `concurrent_window`; 0:
+    /// unlimited.
     pub max_concurrent_per_account: u32,
     /// How long an accepted callback counts as in progress, for `max_concurrent_per_account`.
     #[serde(with = "serde_text")]
@@ -127,6 +128,13 @@ impl AcrobitsSource {
         "+1900", "+449", "+4470", "+49900", "+3389", "+39899", "+34803", "+34806", "+34807",
         "+6119", "+870", "+881", "+882", "+883", "+979",
     ];
+
+    /// The sliding counter (after `rate:`) of `username`'s callbacks in progress: ingress
+    /// counts each accepted callback in it (member: its event id) and the worker takes it back
+    /// when the callback's call ends or its origination fails.
+    pub fn in_progress_counter(username: &str) -> String {
+        format!("acrobits:in-progress:{username}")
+    }
 
     /// The longest user name an account may have; longer ones are refused before any hashing.
     pub const MAX_USERNAME_BYTES: usize = 128;
