@@ -33,14 +33,15 @@ pub(crate) struct Sender {
 
 impl Handler for Sender {
     async fn handle(&self, delivery: &Delivery) -> Disposition {
-        let span = tracing::info_span!(
-            "delivery.attempt",
-            otel.kind = "consumer",
+        // `process relay.deliveries`, parented on the publisher's span; the request itself is
+        // a child `CLIENT` span ([`http::send`]).
+        let span = relay_amqp::process_span!(
+            relay_core::routing::DELIVERIES,
+            delivery,
             job_id = tracing::field::Empty,
             destination = tracing::field::Empty,
             attempt = tracing::field::Empty,
         );
-        relay_amqp::trace::set_parent_from(&span, &delivery.properties);
         self.attempt(delivery).instrument(span).await
     }
 }
@@ -152,18 +153,11 @@ impl Sender {
         }
 
         let started = Instant::now();
-        let (outcome, response) = http::send(&self.client, destination, &job).await;
+        let (outcome, response) = http::send(&self.client, destination, &job, attempt).await;
         // The breaker hears the outcome before the slot is given back, so the next request
         // to this destination is decided on it.
         ticket.finish(&outcome);
-        let label = match &outcome {
-            Outcome::Delivered(_) => "delivered",
-            Outcome::Retryable { .. } => "retryable",
-            Outcome::Gone => "gone",
-            Outcome::Permanent(_) => "rejected",
-            Outcome::Refused { .. } => "refused",
-            Outcome::Unsendable(_) => "invalid",
-        };
+        let label = outcome.label();
         metrics::counter!("relay_delivery_attempts_total", "destination" => destination.name.clone(), "outcome" => label)
             .increment(1);
         let latency = started.elapsed();

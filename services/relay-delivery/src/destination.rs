@@ -61,7 +61,30 @@ impl Destination {
             config: d.clone(),
         };
         destination.export_disabled(false);
+        destination.register_metrics();
         Ok(destination)
+    }
+
+    /// Creates its labelled series at zero, so that dashboards and alert rules see zeros from
+    /// start-up rather than gaps: its attempts by outcome, their latency, its jobs deferred by
+    /// reason, skipped and gone, and its secret reloads (the breaker and disabled gauges are
+    /// set already).
+    fn register_metrics(&self) {
+        let name = || self.name.clone();
+        for outcome in crate::policy::ATTEMPT_OUTCOMES {
+            metrics::counter!("relay_delivery_attempts_total", "destination" => name(), "outcome" => *outcome)
+                .increment(0);
+        }
+        // Registering the handle is what creates the series (count 0).
+        let _ = metrics::histogram!("relay_delivery_latency_seconds", "destination" => name());
+        for reason in crate::settle::DEFERRAL_REASONS {
+            metrics::counter!("relay_delivery_deferred_total", "destination" => name(), "reason" => *reason)
+                .increment(0);
+        }
+        metrics::counter!("relay_delivery_skipped_total", "destination" => name()).increment(0);
+        metrics::counter!("relay_delivery_destination_gone_total", "destination" => name())
+            .increment(0);
+        crate::watch::register_metrics(self);
     }
 
     /// Whether jobs to it are parked without a request.

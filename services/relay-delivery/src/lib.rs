@@ -23,6 +23,8 @@ mod sign;
 mod voximplant;
 mod watch;
 
+pub use settle::{DEAD_LETTER_REASONS, DEFERRAL_REASONS};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +56,11 @@ impl DeliveryService {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         config.validate_delivery()?;
         let destinations = Arc::new(destination::from_config(&config)?);
+        outcome::register_metrics();
+        relay_amqp::register_dead_letters(
+            routing::DEAD_DELIVERIES_KEY,
+            settle::DEAD_LETTER_REASONS,
+        );
         let readiness = Readiness::new();
         let background = CancellationToken::new();
         let broker = Broker::start(

@@ -12,6 +12,17 @@ use relay_core::{DeliveryJob, event, routing};
 /// meanwhile; it is handed back only after that).
 const BUDGET: Duration = Duration::from_secs(30);
 
+/// The `outcome` labels of `relay_delivery_outcomes_total`.
+const SUCCEEDED: &str = "succeeded";
+const FAILED: &str = "failed";
+
+/// Creates the series of `relay_delivery_outcomes_total` at zero, one per outcome.
+pub(crate) fn register_metrics() {
+    for outcome in [SUCCEEDED, FAILED] {
+        metrics::counter!("relay_delivery_outcomes_total", "outcome" => outcome).increment(0);
+    }
+}
+
 /// Publishes `outcome` to `relay.events` and waits for the confirm.
 pub(crate) async fn publish(
     broker: &Broker,
@@ -40,11 +51,7 @@ pub(crate) async fn publish(
             BUDGET,
         )
         .await;
-    let label = if outcome.succeeded {
-        "succeeded"
-    } else {
-        "failed"
-    };
+    let label = if outcome.succeeded { SUCCEEDED } else { FAILED };
     match &published {
         Ok(()) => {
             metrics::counter!("relay_delivery_outcomes_total", "outcome" => label).increment(1);

@@ -37,6 +37,31 @@ pub enum Outcome {
     Unsendable(String),
 }
 
+/// Every `outcome` of `relay_delivery_attempts_total`, one per [`Outcome`] variant
+/// ([`Outcome::label`]).
+pub const ATTEMPT_OUTCOMES: &[&str] = &[
+    "delivered",
+    "retryable",
+    "gone",
+    "rejected",
+    "refused",
+    "invalid",
+];
+
+impl Outcome {
+    /// Its label: the `outcome` of `relay_delivery_attempts_total` and of the attempt history.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Delivered(_) => "delivered",
+            Outcome::Retryable { .. } => "retryable",
+            Outcome::Gone => "gone",
+            Outcome::Permanent(_) => "rejected",
+            Outcome::Refused { .. } => "refused",
+            Outcome::Unsendable(_) => "invalid",
+        }
+    }
+}
+
 /// Classifies a response status (with its `Retry-After` header value, if any).
 pub fn classify(status: u16, retry_after: Option<&str>, now: SystemTime) -> Outcome {
     match status {
@@ -78,6 +103,27 @@ pub fn defer_tier(tiers: &[Duration], wait: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_outcome_has_its_label_registered_at_start_up() {
+        let one_of_each = [
+            Outcome::Delivered(200),
+            Outcome::Retryable {
+                reason: String::new(),
+                status: None,
+                retry_after: None,
+            },
+            Outcome::Gone,
+            Outcome::Permanent(400),
+            Outcome::Refused {
+                status: 200,
+                detail: String::new(),
+            },
+            Outcome::Unsendable(String::new()),
+        ];
+        let labels: Vec<&str> = one_of_each.iter().map(Outcome::label).collect();
+        assert_eq!(labels, ATTEMPT_OUTCOMES);
+    }
 
     const NOW: SystemTime = SystemTime::UNIX_EPOCH;
 

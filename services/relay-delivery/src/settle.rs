@@ -32,8 +32,27 @@ pub(crate) struct Settle {
     pub(crate) record_ttl: Duration,
 }
 
+/// Every `reason` delivery parks a job in `relay.dead.deliveries` with (the `reason` label of
+/// `relay_dead_letters_total{lot="deliveries"}`, with the consumer's own poison reason): a
+/// [`Failure`]'s.
+pub const DEAD_LETTER_REASONS: &[&str] = &[
+    "malformed_job",
+    "unknown_destination",
+    "destination_disabled",
+    "attempts_exhausted",
+    "expired",
+    "gone",
+    "invalid_request",
+    "refused",
+    "http_status",
+];
+
+/// Every `reason` of `relay_delivery_deferred_total`: a [`Deferral`]'s.
+pub const DEFERRAL_REASONS: &[&str] = &["in_flight_limit", "breaker_open"];
+
 /// Why a job is dead-lettered.
 pub(crate) struct Failure {
+    /// One of [`DEAD_LETTER_REASONS`].
     pub(crate) reason: &'static str,
     pub(crate) detail: String,
     pub(crate) status: Option<u16>,
@@ -174,6 +193,7 @@ impl Settle {
             };
             return self.park(delivery, Some(job), attempts_made, failure).await;
         }
+        debug_assert!(DEFERRAL_REASONS.contains(&reason));
         metrics::counter!("relay_delivery_deferred_total", "destination" => destination.name.clone(), "reason" => reason)
             .increment(1);
         let tier = policy::defer_tier(&self.tiers, wait);
@@ -273,6 +293,11 @@ impl Settle {
         attempt: u32,
         failure: Failure,
     ) -> Disposition {
+        debug_assert!(
+            DEAD_LETTER_REASONS.contains(&failure.reason),
+            "add `{}` to DEAD_LETTER_REASONS",
+            failure.reason
+        );
         tracing::warn!(reason = failure.reason, detail = %failure.detail, "dead-lettering the job");
         let mut extra = FieldTable::default();
         headers::put_str(&mut extra, headers::DETAIL, failure.detail.as_str());

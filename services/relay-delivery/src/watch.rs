@@ -17,6 +17,21 @@ use tokio_util::sync::CancellationToken;
 use crate::destination::Destination;
 use crate::secrets::Reload;
 
+/// The `result` labels of `relay_destination_secret_reloads_total`.
+const RELOADED: &str = "reloaded";
+const FAILED: &str = "failed";
+
+/// Creates the series of `relay_destination_secret_reloads_total` at zero for `destination`,
+/// when its secrets come from a file (the only ones read again).
+pub(crate) fn register_metrics(destination: &Destination) {
+    if destination.secrets.file().is_some() {
+        for result in [RELOADED, FAILED] {
+            metrics::counter!("relay_destination_secret_reloads_total", "destination" => destination.name.clone(), "result" => result)
+                .increment(0);
+        }
+    }
+}
+
 /// Watches `destinations` until `stop`.
 pub(crate) async fn run(
     destinations: Arc<HashMap<String, Destination>>,
@@ -76,7 +91,7 @@ fn reload_secrets(
                 failures.remove(name);
                 reloaded += 1;
                 export_loaded_at(destination);
-                metrics::counter!("relay_destination_secret_reloads_total", "destination" => name.to_owned(), "result" => "reloaded").increment(1);
+                metrics::counter!("relay_destination_secret_reloads_total", "destination" => name.to_owned(), "result" => RELOADED).increment(1);
                 tracing::info!(
                     destination = name,
                     active = count,
@@ -84,7 +99,7 @@ fn reload_secrets(
                 );
             }
             Reload::Failed(message) => {
-                metrics::counter!("relay_destination_secret_reloads_total", "destination" => name.to_owned(), "result" => "failed").increment(1);
+                metrics::counter!("relay_destination_secret_reloads_total", "destination" => name.to_owned(), "result" => FAILED).increment(1);
                 if failures.get(name) != Some(&message) {
                     tracing::warn!(
                         destination = name,

@@ -22,11 +22,19 @@ use relay_signing::{VerifyError, basic, digest, hmac_header, reamaze, standard_w
 use serde_json::{Map, Value};
 
 use crate::problem::Problem;
-use crate::{Accepted, Outgoing, Shared, publish_all, read_body};
+use crate::{Accepted, Outgoing, Shared, publish_in, read_body};
 
 /// Names a generic source may not take: the built-in routes' sources, whose routing keys and
 /// dedup marks it would share.
 pub const RESERVED: &[&str] = &["voximplant", "plivo", "acrobits", "reamaze"];
+
+/// The `source` label of Re:amaze's route.
+pub const REAMAZE: &str = "reamaze";
+/// The `source` label of the relay's Voximplant scenario route.
+pub const VOXIMPLANT_EVENTS: &str = "voximplant-events";
+/// The `source` label of requests to `/v1/hooks/{source}` for a name not configured: only
+/// configured names become labels, so a scan of random names creates no series.
+pub const UNKNOWN: &str = "unknown";
 
 /// A verified-body source, its secret decoded once: a generic one from `[ingress.sources]`, or
 /// a built-in one (Re:amaze, the relay's Voximplant scenario) that names its events itself.
@@ -42,6 +50,9 @@ pub(crate) struct HookSource {
     event_source: String,
     /// Namespace of its dedup marks.
     dedup_namespace: String,
+    /// The `source` label of its requests and events: its name in `[ingress.sources]`,
+    /// [`REAMAZE`], [`VOXIMPLANT_EVENTS`].
+    label: String,
 }
 
 enum Verifier {
@@ -112,6 +123,7 @@ impl HookSource {
             type_prefix: format!("relay.hooks.{name}"),
             event_source: format!("hooks/{name}"),
             dedup_namespace: format!("hook-{name}"),
+            label: name.to_owned(),
         })
     }
 
@@ -126,6 +138,7 @@ impl HookSource {
             type_prefix: "com.reamaze".to_owned(),
             event_source: "reamaze".to_owned(),
             dedup_namespace: "reamaze".to_owned(),
+            label: REAMAZE.to_owned(),
         }
     }
 
@@ -151,6 +164,7 @@ impl HookSource {
             type_prefix: "com.voximplant.call".to_owned(),
             event_source: "voximplant/scenario".to_owned(),
             dedup_namespace: "voximplant-events".to_owned(),
+            label: VOXIMPLANT_EVENTS.to_owned(),
         })
     }
 }
@@ -334,7 +348,7 @@ pub(crate) async fn handle(
         event,
         dedup_key: unique_id,
     };
-    publish_all(app, &source.dedup_namespace, vec![outgoing]).await
+    publish_in(app, &source.label, &source.dedup_namespace, vec![outgoing]).await
 }
 
 #[cfg(test)]

@@ -47,9 +47,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use problem::Problem;
-pub(crate) use publish::{Accepted, Outgoing, publish_all};
+pub(crate) use publish::{Accepted, Outgoing, publish_all, publish_in};
 pub(crate) use request::{is_form, read_body, require_json_or_form};
 use respond::{count, respond, respond_with, segment};
+pub use server::CONNECTION_ERROR_KINDS;
 
 /// A built, bound, not yet serving relay-ingress.
 pub struct Ingress {
@@ -142,6 +143,7 @@ impl Ingress {
         );
         let store = Store::start(&config.redis, &readiness, background.clone());
         let shared = Arc::new(Shared::new(&config, broker, store)?);
+        register_metrics(&config);
         let ingress = &config.ingress;
         let listener = TcpListener::bind(ingress.listen)
             .await
@@ -194,6 +196,71 @@ impl Ingress {
     }
 }
 
+/// The `source` label of every route `config` configures: `voximplant` (callbacks),
+/// `voximplant-events`, `reamaze`, `plivo`, `acrobits`, and each generic source's name. The
+/// same name labels a route's requests and the events it publishes.
+pub fn sources(config: &Config) -> Vec<String> {
+    let ingress = &config.ingress;
+    let vox = &ingress.voximplant;
+    let builtin = [
+        (
+            vox.salt_env.is_some() || !vox.accounts.is_empty(),
+            voximplant::SOURCE,
+        ),
+        (vox.events_secret_env.is_some(), hooks::VOXIMPLANT_EVENTS),
+        (ingress.reamaze.is_some(), hooks::REAMAZE),
+        (ingress.plivo.is_some(), plivo::SOURCE),
+        (ingress.acrobits.is_some(), acrobits::SOURCE),
+    ];
+    builtin
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, source)| source.to_owned())
+        .chain(ingress.sources.keys().cloned())
+        .collect()
+}
+
+/// Creates every labelled series ingress records for `config` at zero, so that dashboards and
+/// alert rules see zeros from start-up rather than gaps: each configured source's requests (by
+/// every outcome it can have) and events, the refusals of unknown sources and unmatched
+/// routes, the Voximplant batches' and the Acrobits route's own reasons when configured, and
+/// the connection errors.
+fn register_metrics(config: &Config) {
+    let answers: Vec<&'static str> = std::iter::once(respond::ACCEPTED)
+        .chain(Problem::OUTCOMES.iter().copied())
+        .collect();
+    let sources = sources(config);
+    for source in &sources {
+        if source == acrobits::SOURCE {
+            let acrobits: Vec<&'static str> =
+                answers.iter().chain(acrobits::OUTCOMES).copied().collect();
+            respond::register(source, &acrobits);
+            acrobits::register_metrics();
+        } else {
+            respond::register(source, &answers);
+        }
+        if source == voximplant::SOURCE {
+            voximplant::register_metrics();
+        }
+        publish::register(source);
+    }
+    respond::register(
+        respond::UNMATCHED,
+        &[
+            Problem::NotFound.outcome(),
+            Problem::MethodNotAllowed.outcome(),
+        ],
+    );
+    respond::register(
+        hooks::UNKNOWN,
+        &[
+            Problem::UnknownSource.outcome(),
+            Problem::MalformedRequest(String::new()).outcome(),
+        ],
+    );
+    server::register_metrics();
+}
+
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/voximplant/callbacks", post(voximplant::callbacks))
@@ -221,23 +288,72 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// One span per request, parented on the caller's `traceparent` when it sends one.
+/// One `SERVER` span per request, parented on the caller's `traceparent` when it sends one,
+/// named and described per OpenTelemetry's HTTP conventions: `{method} {route}` with the matched
+/// route template (never the path, whose segments vary), `{method}` alone when no route matched;
+/// status `ERROR` for a 5xx only (a 4xx is the caller's mistake, not the server's).
 async fn trace_request(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
+        .map(|path| path.as_str().to_owned());
+    let (method, method_original) = relay_telemetry::propagation::method(request.method());
+    let name = match &route {
+        Some(route) => format!(
+            "{} {route}",
+            relay_telemetry::propagation::span_method(method)
+        ),
+        None => relay_telemetry::propagation::span_method(method).to_owned(),
+    };
+    // The listener is plain HTTP; TLS, if any, ends at a proxy that says so.
+    let scheme = match request.headers().get("x-forwarded-proto") {
+        Some(proto) if proto.as_bytes().eq_ignore_ascii_case(b"https") => "https",
+        _ => "http",
+    };
+    // `server.address` and `server.port` as the client addressed us (the `Host` header).
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .and_then(|host| host.parse::<axum::http::uri::Authority>().ok());
+    let port = host.as_ref().map(|host| {
+        host.port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 })
+    });
+    let version = match request.version() {
+        axum::http::Version::HTTP_10 => Some("1.0"),
+        axum::http::Version::HTTP_11 => Some("1.1"),
+        axum::http::Version::HTTP_2 => Some("2"),
+        _ => None,
+    };
     let span = tracing::info_span!(
-        "ingress.request",
-        otel.kind = "server",
-        http.method = %request.method(),
-        http.route = %route,
-        http.status_code = tracing::field::Empty,
+        "HTTP request",
+        "otel.name" = name.as_str(),
+        "otel.kind" = "server",
+        "otel.status_code" = tracing::field::Empty,
+        "http.request.method" = method,
+        "http.request.method_original" = method_original,
+        "http.route" = route.as_deref(),
+        "url.path" = request.uri().path(),
+        "url.scheme" = scheme,
+        "server.address" = host.as_ref().map(axum::http::uri::Authority::host),
+        "server.port" = port,
+        "network.protocol.version" = version,
+        "user_agent.original" = request
+            .headers()
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|agent| agent.to_str().ok()),
+        "http.response.status_code" = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
     );
     relay_telemetry::propagation::set_parent_from(&span, request.headers());
     let response = next.run(request).instrument(span.clone()).await;
-    span.record("http.status_code", response.status().as_u16());
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", status.as_str());
+    }
     response
 }
 
@@ -251,14 +367,14 @@ async fn hook(
     let started = Instant::now();
     let name = match segment(name) {
         Ok(name) => name,
-        Err(problem) => return respond("unknown", started, Err(problem)),
+        Err(problem) => return respond(hooks::UNKNOWN, started, Err(problem)),
     };
     let result = hooks::handle(&app, app.hooks.get(&name), None, &uri, &headers, body).await;
     // Only configured names become metric labels: a scan of random names must not create series.
     let source = if app.hooks.contains_key(&name) {
         name.as_str()
     } else {
-        "unknown"
+        hooks::UNKNOWN
     };
     respond(source, started, result)
 }
@@ -272,7 +388,7 @@ async fn voximplant_events(
     let started = Instant::now();
     let source = app.voximplant_events.as_ref();
     let result = hooks::handle(&app, source, None, &uri, &headers, body).await;
-    respond("voximplant-events", started, result)
+    respond(hooks::VOXIMPLANT_EVENTS, started, result)
 }
 
 async fn reamaze_request(
@@ -291,7 +407,7 @@ async fn reamaze_request(
         Ok(_) => Err(Problem::NotFound),
         Err(problem) => Err(problem),
     };
-    respond("reamaze", started, result)
+    respond(hooks::REAMAZE, started, result)
 }
 
 async fn acrobits_request(

@@ -79,7 +79,22 @@ struct Body<'a> {
 }
 
 impl Problem {
-    /// The metrics outcome label of this refusal.
+    /// Every [`Problem::outcome`], one per variant.
+    pub const OUTCOMES: &'static [&'static str] = &[
+        "bad_signature",
+        "malformed",
+        "too_large",
+        "unsupported_media_type",
+        "broker_unavailable",
+        "not_found",
+        "unknown_source",
+        "stale_timestamp",
+        "method_not_allowed",
+        "malformed_request",
+        "request_timeout",
+    ];
+
+    /// The metrics outcome label of this refusal (one of [`Problem::OUTCOMES`]).
     pub fn outcome(&self) -> &'static str {
         match self {
             Problem::BadSignature(_) => "bad_signature",
@@ -197,5 +212,51 @@ impl IntoResponse for Problem {
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Problem;
+
+    /// One problem of each variant: the match fails to compile when a variant is added.
+    fn one_of_each() -> Vec<Problem> {
+        let all = vec![
+            Problem::BadSignature(String::new()),
+            Problem::Malformed(String::new()),
+            Problem::TooLarge { limit: 1 },
+            Problem::UnsupportedMediaType(String::new()),
+            Problem::BrokerUnavailable {
+                retry_after_secs: 1,
+            },
+            Problem::NotFound,
+            Problem::UnknownSource,
+            Problem::StaleTimestamp,
+            Problem::MethodNotAllowed,
+            Problem::MalformedRequest(String::new()),
+            Problem::RequestTimeout,
+        ];
+        for problem in &all {
+            match problem {
+                Problem::BadSignature(_)
+                | Problem::Malformed(_)
+                | Problem::TooLarge { .. }
+                | Problem::UnsupportedMediaType(_)
+                | Problem::BrokerUnavailable { .. }
+                | Problem::NotFound
+                | Problem::UnknownSource
+                | Problem::StaleTimestamp
+                | Problem::MethodNotAllowed
+                | Problem::MalformedRequest(_)
+                | Problem::RequestTimeout => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn the_outcomes_registered_at_start_up_are_every_problems() {
+        let outcomes: Vec<&str> = one_of_each().iter().map(Problem::outcome).collect();
+        assert_eq!(outcomes, Problem::OUTCOMES);
     }
 }

@@ -58,11 +58,31 @@ impl Accepted {
     }
 }
 
-/// Publishes `events` of `source` with confirms, then marks them seen. Any failed publish
-/// answers 503 and marks nothing, so the provider's retry is processed in full.
+/// Creates `source`'s series of `relay_ingress_events_total` and
+/// `relay_ingress_duplicates_total` at zero.
+pub(crate) fn register(source: &str) {
+    metrics::counter!("relay_ingress_events_total", "source" => source.to_owned()).increment(0);
+    metrics::counter!("relay_ingress_duplicates_total", "source" => source.to_owned()).increment(0);
+}
+
+/// Publishes `events` of `source` with confirms, then marks them seen (under the source's
+/// name). Any failed publish answers 503 and marks nothing, so the provider's retry is
+/// processed in full.
 pub(crate) async fn publish_all(
     app: &Shared,
     source: &str,
+    events: Vec<Outgoing>,
+) -> Result<Accepted, Problem> {
+    publish_in(app, source, source, events).await
+}
+
+/// [`publish_all`] for a source whose dedup marks have a `namespace` of their own (a generic
+/// source's is `hook-<name>`); its metrics carry its `source` label all the same, the one its
+/// requests are counted under.
+pub(crate) async fn publish_in(
+    app: &Shared,
+    source: &str,
+    namespace: &str,
     events: Vec<Outgoing>,
 ) -> Result<Accepted, Problem> {
     let received = events.len();
@@ -73,7 +93,7 @@ pub(crate) async fn publish_all(
         }
     }
     let keys: Vec<String> = unique.iter().filter_map(|e| e.dedup_key.clone()).collect();
-    let seen = match app.store.seen(source, &keys).await {
+    let seen = match app.store.seen(namespace, &keys).await {
         Ok(seen) => seen,
         Err(error) => {
             // Invariant 2: accept without dedup; the deterministic event id still collapses a
@@ -123,7 +143,11 @@ pub(crate) async fn publish_all(
         .iter()
         .filter_map(|o| o.dedup_key.clone())
         .collect();
-    if let Err(error) = app.store.mark_seen(source, &to_mark, app.dedup_ttl).await {
+    if let Err(error) = app
+        .store
+        .mark_seen(namespace, &to_mark, app.dedup_ttl)
+        .await
+    {
         redis_failed("mark_seen", &error);
     }
     metrics::counter!("relay_ingress_events_total", "source" => source.to_owned())

@@ -21,6 +21,10 @@ use crate::problem::Problem;
 /// The `source` label of requests no route matched.
 pub(crate) const UNMATCHED: &str = "unmatched";
 
+/// The `outcome` of an answered request; every refusal's is its problem's
+/// ([`Problem::OUTCOMES`]) or, on the Acrobits route, its own.
+pub(crate) const ACCEPTED: &str = "accepted";
+
 /// Refusal lines, one per (source, outcome) per second.
 static REFUSALS: LazyLock<Throttles> = LazyLock::new(|| Throttles::new(Duration::from_secs(1)));
 
@@ -44,11 +48,21 @@ pub(crate) fn respond_with(
     result: Result<Response, Problem>,
 ) -> Response {
     let outcome = match &result {
-        Ok(_) => "accepted",
+        Ok(_) => ACCEPTED,
         Err(p) => p.outcome(),
     };
     count(source, started, outcome);
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Creates `source`'s series at zero: `relay_ingress_requests_total` for each of `outcomes`,
+/// and `relay_ingress_request_seconds`.
+pub(crate) fn register(source: &str, outcomes: &[&'static str]) {
+    for outcome in outcomes {
+        metrics::counter!("relay_ingress_requests_total", "source" => source.to_owned(), "outcome" => *outcome).increment(0);
+    }
+    // Registering the handle is what creates the series (count 0).
+    let _ = metrics::histogram!("relay_ingress_request_seconds", "source" => source.to_owned());
 }
 
 /// Counts and times one request of `source`, and logs a refusal now and then (never its
@@ -57,7 +71,7 @@ pub(crate) fn count(source: &str, started: Instant, outcome: &'static str) {
     metrics::counter!("relay_ingress_requests_total", "source" => source.to_owned(), "outcome" => outcome).increment(1);
     metrics::histogram!("relay_ingress_request_seconds", "source" => source.to_owned())
         .record(started.elapsed().as_secs_f64());
-    if outcome != "accepted"
+    if outcome != ACCEPTED
         && let Some(suppressed) = REFUSALS.allow(&(source, outcome))
     {
         tracing::info!(source, outcome, suppressed, "request refused");

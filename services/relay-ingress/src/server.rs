@@ -226,6 +226,22 @@ impl Timer for HeadTimer {
     }
 }
 
+/// Every `kind` of `relay_ingress_connection_errors_total`.
+pub const CONNECTION_ERROR_KINDS: &[&str] = &[
+    "header_timeout",
+    "malformed_head",
+    "incomplete",
+    "response",
+    "io",
+];
+
+/// Creates the series of `relay_ingress_connection_errors_total` at zero, one per kind.
+pub(crate) fn register_metrics() {
+    for kind in CONNECTION_ERROR_KINDS {
+        metrics::counter!("relay_ingress_connection_errors_total", "kind" => *kind).increment(0);
+    }
+}
+
 /// Counts a connection that ended in an error, and logs the kind now and then: under attack
 /// there is one per connection.
 fn connection_failed(error: &hyper::Error) {
@@ -240,6 +256,7 @@ fn connection_failed(error: &hyper::Error) {
     } else {
         "io"
     };
+    debug_assert!(CONNECTION_ERROR_KINDS.contains(&kind));
     metrics::counter!("relay_ingress_connection_errors_total", "kind" => kind).increment(1);
     if let Some(suppressed) = WARNINGS.allow(&("connection", kind)) {
         tracing::info!(kind, %error, suppressed, "connection closed on an error");

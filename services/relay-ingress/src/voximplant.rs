@@ -31,7 +31,7 @@ use crate::request::{read_body, require_json};
 use crate::respond::respond;
 use crate::{Accepted, AppState, Outgoing, Shared, publish_all};
 
-/// Dedup namespace of this source in Redis.
+/// Dedup namespace of this source in Redis, and its `source` label.
 pub const SOURCE: &str = "voximplant";
 
 /// One parsed, not yet verified, callback.
@@ -233,8 +233,28 @@ fn verify(
         })
 }
 
+/// Every `reason` of `relay_ingress_callbacks_rejected_total`: why one callback of a batch was
+/// refused.
+pub const REJECTION_REASONS: &[&str] = &["malformed", "unknown_account", "bad_signature"];
+
+/// Creates the series of `relay_ingress_callbacks_rejected_total` at zero, one per reason.
+pub(crate) fn register_metrics() {
+    for reason in REJECTION_REASONS {
+        metrics::counter!(
+            "relay_ingress_callbacks_rejected_total",
+            "source" => SOURCE,
+            "reason" => *reason
+        )
+        .increment(0);
+    }
+}
+
 /// Counts and (now and then) logs a rejected callback: which one and why, never its hash.
 fn reject(index: usize, reason: &'static str, ids: Option<(u64, u64)>, problem: &Problem) {
+    debug_assert!(
+        REJECTION_REASONS.contains(&reason),
+        "add `{reason}` to REJECTION_REASONS"
+    );
     metrics::counter!(
         "relay_ingress_callbacks_rejected_total",
         "source" => SOURCE,
@@ -265,32 +285,6 @@ fn none_valid(total: usize, first: Problem) -> Problem {
         Problem::Malformed(detail) => Problem::Malformed(say(detail)),
         other => other,
     }
-}
-
-/// A correctly signed `min_balance` callback body, as Voximplant would send it (for `relayctl
-/// send`, benchmarks and tests).
-pub fn sample_min_balance(
-    account_id: u64,
-    callback_id: u64,
-    api_key: &str,
-    salt: &str,
-    balance: f64,
-    is_min_credit: bool,
-) -> Value {
-    serde_json::json!({
-        "callbacks": [{
-            "callback_id": callback_id,
-            "type": "min_balance",
-            "account_id": account_id,
-            "account_name": "sample",
-            "account_email": "ops@example.com",
-            "language_code": "en",
-            "balance": balance,
-            "currency": "USD",
-            "min_balance": { "is_min_credit": is_min_credit, "is_repeated": false },
-            "hash": relay_signing::voximplant::callback_hash(salt, account_id, api_key, callback_id),
-        }]
-    })
 }
 
 #[cfg(test)]

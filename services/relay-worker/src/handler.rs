@@ -84,7 +84,7 @@ pub enum HandlerError {
     /// is parked in `relay.dead.events` with `reason` and `detail`.
     #[error("{reason}: {detail}")]
     Permanent {
-        /// Stable slug, e.g. `malformed_event`.
+        /// Stable slug, e.g. `malformed_event`; one of [`DEAD_LETTER_REASONS`].
         reason: &'static str,
         /// What was wrong, for the operator (never a secret).
         detail: String,
@@ -101,6 +101,17 @@ impl HandlerError {
     }
 }
 
+/// Every `reason` the worker parks an event in `relay.dead.events` with (the `reason` label of
+/// `relay_dead_letters_total{lot="events"}`): a permanent [`HandlerError`]'s (a handler's
+/// `malformed_event`, the runner's `handler_panicked` and `retries_exhausted`) or `transient`
+/// (a transient failure parked as it is). A test keeps it in step with the sources.
+pub const DEAD_LETTER_REASONS: &[&str] = &[
+    "malformed_event",
+    "handler_panicked",
+    "retries_exhausted",
+    "transient",
+];
+
 /// The result of one handler call.
 pub type HandlerResult = Result<Output, HandlerError>;
 
@@ -115,6 +126,12 @@ pub trait Handler: Send + Sync + 'static {
     fn prefetch(&self) -> Option<u16> {
         None
     }
+
+    /// Creates the series of the handler's own labelled metrics at zero, one per label value
+    /// it can record (outcomes, kinds, its configured providers or destinations), so that
+    /// dashboards and alert rules see zeros from start-up rather than gaps. Called once as the
+    /// worker starts; the runner's metrics are registered for every handler already.
+    fn register_metrics(&self) {}
 
     /// Handles one event. Must be idempotent: the same event may come again after a crash.
     fn handle<'a>(

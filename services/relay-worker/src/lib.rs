@@ -25,6 +25,33 @@ use tokio_util::sync::CancellationToken;
 
 use handler::Handler;
 
+/// Every `outcome` of `relay_worker_events_total{handler,outcome}`: what the runner did with an
+/// event (`jobs_queued`, `no_jobs`, `retrying`, `dead_lettered`, or `requeued` when it could
+/// not publish). A test keeps it in step with the runner.
+pub const EVENT_OUTCOMES: &[&str] = &[
+    "jobs_queued",
+    "no_jobs",
+    "retrying",
+    "dead_lettered",
+    "requeued",
+];
+
+/// Creates the series of every labelled metric the worker and `handlers` record at zero, so
+/// that dashboards and alert rules see zeros from start-up rather than gaps: each handler's
+/// events by outcome and its own metrics, and the events parked in `relay.dead.events` by
+/// reason.
+fn register_metrics(handlers: &[Arc<dyn Handler>]) {
+    for handler in handlers {
+        let name = handler.route().name;
+        for outcome in EVENT_OUTCOMES {
+            metrics::counter!("relay_worker_events_total", "handler" => name, "outcome" => *outcome)
+                .increment(0);
+        }
+        handler.register_metrics();
+    }
+    relay_amqp::register_dead_letters(routing::DEAD_EVENTS_KEY, handler::DEAD_LETTER_REASONS);
+}
+
 /// A built, not yet consuming, relay-worker.
 pub struct Worker {
     admin: AdminServer,
@@ -48,6 +75,7 @@ impl Worker {
         let background = CancellationToken::new();
         let store = Store::start(&config.redis, &readiness, background.clone());
         let handlers = handlers::build(&config, &store)?;
+        register_metrics(&handlers);
         if handlers.is_empty() {
             tracing::warn!(
                 "no handler is enabled ([worker.*] sections): every event stays in relay.unrouted"
@@ -131,5 +159,74 @@ impl Worker {
         admin.stop().await;
         tracing::info!("relay-worker stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EVENT_OUTCOMES;
+    use crate::handler::DEAD_LETTER_REASONS;
+
+    /// The string literals of `text` (no escapes in the ones this looks for).
+    fn literals(text: &str) -> Vec<&str> {
+        text.split('"').skip(1).step_by(2).collect()
+    }
+
+    /// The outcomes registered at start-up are the ones the runner records: each
+    /// `(Disposition::…, "…")` it returns and the two of a published output.
+    #[test]
+    fn the_event_outcomes_are_the_runners() {
+        let runner = include_str!("runner.rs");
+        let mut recorded: Vec<&str> = runner
+            .match_indices("(Disposition::")
+            .filter_map(|(at, _)| {
+                let rest = &runner[at..];
+                let tuple = &rest[..rest.find(')')?];
+                literals(tuple).first().copied()
+            })
+            .collect();
+        let published = &runner[runner
+            .find("let outcome = if")
+            .expect("the outcome of an output")..];
+        recorded.extend(literals(
+            &published[..published.find(';').expect("its end")],
+        ));
+        recorded.sort_unstable();
+        recorded.dedup();
+        let mut registered = EVENT_OUTCOMES.to_vec();
+        registered.sort_unstable();
+        assert_eq!(recorded, registered);
+    }
+
+    /// Every dead-letter reason of the worker's sources (`reason: "…"` of a permanent failure,
+    /// and the runner's own for a transient one) has its series from start-up.
+    #[test]
+    fn the_dead_letter_reasons_are_the_ones_in_use() {
+        fn scan(dir: &std::path::Path, used: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    scan(&path, used);
+                } else if name.ends_with(".rs") && !name.ends_with("tests.rs") && name != "lib.rs" {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for (at, _) in text.match_indices("reason: \"") {
+                        let rest = &text[at + "reason: \"".len()..];
+                        used.extend(rest.split('"').next().map(str::to_owned));
+                    }
+                }
+            }
+        }
+        let mut used = Vec::new();
+        scan(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut used,
+        );
+        used.push("transient".to_owned());
+        used.sort_unstable();
+        used.dedup();
+        let mut registered = DEAD_LETTER_REASONS.to_vec();
+        registered.sort_unstable();
+        assert_eq!(used, registered);
     }
 }

@@ -40,13 +40,15 @@ pub(crate) struct Runner {
 impl Consume for Runner {
     async fn handle(&self, delivery: &Delivery) -> Disposition {
         let name = self.handler.route().name;
-        let span = tracing::info_span!(
-            "worker.handle",
-            otel.kind = "consumer",
+        // `process relay.handler.<name>`, parented on the publisher's span (the message's
+        // trace context).
+        let queue = self.handler.route().queue();
+        let span = relay_amqp::process_span!(
+            &queue,
+            delivery,
             handler = name,
             event_id = tracing::field::Empty,
         );
-        relay_amqp::trace::set_parent_from(&span, &delivery.properties);
         async {
             let (disposition, outcome) = self.process(delivery).await;
             metrics::counter!("relay_worker_events_total", "handler" => name, "outcome" => outcome)

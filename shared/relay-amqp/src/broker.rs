@@ -51,6 +51,8 @@ pub(crate) struct Session {
 
 struct Inner {
     settings: BrokerSettings,
+    /// Host and port of the broker (`server.address`, `server.port` of publish spans).
+    server: Option<(String, u16)>,
     session: watch::Sender<Option<Session>>,
     /// Readiness `broker`: connected, topology declared.
     connected: Check,
@@ -74,14 +76,23 @@ impl Broker {
     /// broker blocks publishers for a memory or disk alarm. `stop` closes the connection.
     pub fn start(settings: BrokerSettings, readiness: &Readiness, stop: CancellationToken) -> Self {
         let (session, _) = watch::channel(None);
+        // The port defaults by scheme; `url` knows none for AMQP.
+        let server = url::Url::parse(&settings.url).ok().and_then(|url| {
+            let port = url
+                .port()
+                .unwrap_or(if url.scheme() == "amqps" { 5671 } else { 5672 });
+            Some((url.host_str()?.to_owned(), port))
+        });
         let inner = Arc::new(Inner {
             settings,
+            server,
             session,
             connected: readiness.check("broker"),
             publishing: readiness.check("broker-publish"),
             unblocked: readiness.check("broker-alarm"),
         });
         tokio::spawn(supervise(inner.clone(), stop));
+        crate::publish::register_metrics();
         Self { inner }
     }
 
@@ -117,6 +128,12 @@ impl Broker {
     /// The live session, if connected.
     pub(crate) fn session(&self) -> Option<Session> {
         self.inner.session.borrow().clone()
+    }
+
+    /// Host and port of the broker, from its URL.
+    pub(crate) fn server(&self) -> Option<(&str, u16)> {
+        let (host, port) = self.inner.server.as_ref()?;
+        Some((host.as_str(), *port))
     }
 
     /// Budget of one publish, confirm included.

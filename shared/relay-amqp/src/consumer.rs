@@ -56,6 +56,9 @@ pub struct Consumer {
 /// Header in which quorum queues count a message's earlier deliveries.
 const DELIVERY_COUNT: &str = "x-delivery-count";
 
+/// The dead-letter `reason` of a poison message (in `relay_dead_letters_total` too).
+pub const POISON_REASON: &str = "redelivered_too_often";
+
 /// Consumes `consumer.queue` with `handler` until `stop`, reconnecting with the broker.
 ///
 /// On stop: cancel the consumer (no new deliveries), wait up to `grace` for in-flight handlers,
@@ -196,7 +199,7 @@ async fn park_poison(broker: &Broker, delivery: &Delivery, lot: &str, queue: &st
         format!("delivered too often from {queue}; see the consumer's logs for why"),
     );
     match broker
-        .dead_letter(lot, delivery, "redelivered_too_often", detail)
+        .dead_letter(lot, delivery, POISON_REASON, detail)
         .await
     {
         Ok(()) => Disposition::Ack,

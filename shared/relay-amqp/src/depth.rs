@@ -13,6 +13,11 @@ use crate::Broker;
 
 /// Reads the depth of every queue in `queues` every `every` until `stop`.
 pub fn spawn_gauges(broker: Broker, queues: Vec<String>, every: Duration, stop: CancellationToken) {
+    // Every series exists from start-up; the first read follows at once (an interval's first
+    // tick is immediate), and a gauge already set keeps its value.
+    for queue in &queues {
+        metrics::gauge!("relay_queue_messages", "queue" => queue.clone()).increment(0.0);
+    }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

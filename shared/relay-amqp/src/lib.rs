@@ -28,5 +28,5 @@ pub use lapin::{
     message::Delivery,
     types::{AMQPValue, FieldTable},
 };
-pub use publish::{Publish, PublishError};
+pub use publish::{PUBLISH_OUTCOMES, Publish, PublishError, register_dead_letters};
 pub use topology::{DeclareError, Topology};

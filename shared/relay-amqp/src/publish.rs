@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
 use lapin::{BasicProperties, Confirmation, options::BasicPublishOptions, types::FieldTable};
+use tracing::Instrument;
 
 use crate::{Broker, headers, trace};
 
@@ -39,6 +40,37 @@ impl PublishError {
     }
 }
 
+/// Every `outcome` of `relay_amqp_publish_total`: what [`Broker::publish`] came to.
+pub const PUBLISH_OUTCOMES: &[&str] = &[
+    "confirmed",
+    "unavailable",
+    "timeout",
+    "nacked",
+    "returned",
+    "error",
+];
+
+/// Creates the series of `relay_amqp_publish_total` at zero, one per outcome (every service
+/// publishes; [`Broker::start`] calls this), so an alert on failed publishes sees zeros from
+/// start-up rather than a gap.
+pub(crate) fn register_metrics() {
+    for outcome in PUBLISH_OUTCOMES {
+        metrics::counter!("relay_amqp_publish_total", "outcome" => *outcome).increment(0);
+    }
+}
+
+/// Creates `relay_dead_letters_total{lot,reason}` at zero for `lot` (`events`, `deliveries`)
+/// and each of `reasons`, the caller's closed set of reasons for parking a message there, plus
+/// the consumer's own ([`crate::consumer::POISON_REASON`]). A service calls it at start-up for
+/// each lot it parks messages in.
+pub fn register_dead_letters(lot: &str, reasons: &[&str]) {
+    let poison = std::iter::once(crate::consumer::POISON_REASON);
+    for reason in reasons.iter().copied().chain(poison) {
+        metrics::counter!("relay_dead_letters_total", "lot" => lot.to_owned(), "reason" => reason.to_owned())
+            .increment(0);
+    }
+}
+
 /// One message to publish.
 #[derive(Clone)]
 pub struct Publish<'a> {
@@ -61,9 +93,17 @@ impl Broker {
     ///
     /// `Ok` means the broker has taken responsibility for the message: it is on disk in every
     /// queue it was routed to (or, for quorum queues, on a majority of nodes).
+    ///
+    /// Each call is one `PRODUCER` span, `publish {exchange}` (the queue's name on the default
+    /// exchange; OpenTelemetry's messaging conventions, see [`trace`]), whose context the
+    /// message carries to its consumers.
     pub async fn publish(&self, message: Publish<'_>) -> Result<(), PublishError> {
         let started = Instant::now();
-        let result = self.publish_inner(message.exchange, message).await;
+        let span = publish_span(&message, self.server());
+        let result = self
+            .publish_inner(message.exchange, message)
+            .instrument(span.clone())
+            .await;
         if let Some(session) = self.session() {
             session.publisher.record(&result, &session.connection);
         }
@@ -75,6 +115,10 @@ impl Broker {
             Err(PublishError::Returned(_)) => "returned",
             Err(PublishError::Amqp(_)) => "error",
         };
+        if result.is_err() {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", outcome);
+        }
         metrics::counter!("relay_amqp_publish_total", "outcome" => outcome).increment(1);
         metrics::histogram!("relay_amqp_publish_seconds").record(started.elapsed().as_secs_f64());
         result
@@ -209,5 +253,54 @@ impl Broker {
             DEAD_LETTER_BUDGET,
         )
         .await
+    }
+}
+
+/// The span of one publish: `publish {exchange}` (or the queue's name, on the default exchange),
+/// `PRODUCER`, with the messaging attributes of the RabbitMQ conventions.
+fn publish_span(message: &Publish<'_>, server: Option<(&str, u16)>) -> tracing::Span {
+    let name = format!(
+        "publish {}",
+        trace::publish_target(message.exchange, message.routing_key)
+    );
+    tracing::info_span!(
+        "publish",
+        "otel.name" = name.as_str(),
+        "otel.kind" = "producer",
+        "otel.status_code" = tracing::field::Empty,
+        "messaging.system" = trace::SYSTEM,
+        // `send` is the operation type (`publish` was its name before v1.28 of the
+        // conventions); `publish` is RabbitMQ's own name for it (`basic.publish`).
+        "messaging.operation.type" = "send",
+        "messaging.operation.name" = "publish",
+        "messaging.destination.name" =
+            trace::publish_destination(message.exchange, message.routing_key).as_str(),
+        "messaging.rabbitmq.destination.routing_key" = trace::non_empty(message.routing_key),
+        "messaging.message.id" = trace::non_empty(message.message_id),
+        "server.address" = server.map(|(host, _)| host),
+        "server.port" = server.map(|(_, port)| port),
+        "error.type" = tracing::field::Empty,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PUBLISH_OUTCOMES;
+
+    /// The outcomes registered at start-up are exactly those [`super::Broker::publish`] records.
+    #[test]
+    fn the_publish_outcomes_are_the_ones_recorded() {
+        let source = include_str!("publish.rs");
+        let start = source
+            .find("let outcome = match &result {")
+            .expect("the outcome match");
+        let block = &source[start..];
+        let block = &block[..block.find("};").expect("its end")];
+        let recorded: Vec<&str> = block.split('"').skip(1).step_by(2).collect();
+        let mut sorted = recorded.clone();
+        sorted.sort_unstable();
+        let mut registered = PUBLISH_OUTCOMES.to_vec();
+        registered.sort_unstable();
+        assert_eq!(sorted, registered, "{recorded:?}");
     }
 }

@@ -1,7 +1,13 @@
-//! Every metric the relay exports, described once: `# HELP` text for each, and label-less
-//! counters present (at zero) from start-up, so dashboards and alert rules see zeros rather than
+//! Every metric the relay exports, described once: `# HELP` text for each, and every label-less
+//! metric present (at zero) from start-up, so dashboards and alert rules see zeros rather than
 //! gaps. A test keeps this list and the code in step: a metric recorded anywhere in the
 //! workspace must be described here.
+//!
+//! Labelled series are created at zero too, by the code that records them: each service, as it
+//! starts, registers one series per label value it knows up front (its configured sources,
+//! handlers and destinations, and the closed sets of outcomes and reasons, kept as const slices
+//! beside the code that records them). The end-to-end suite (`tests/tests/metrics.rs`) checks
+//! that every labelled metric here has its series from start-up.
 
 /// What a metric is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +27,8 @@ pub struct Metric {
     pub name: &'static str,
     /// Its kind.
     pub kind: Kind,
-    /// Whether every series carries labels (then none exists before the first event).
+    /// Whether every series carries labels (then the service that records it creates its
+    /// series at start-up, one per label value it knows).
     pub labelled: bool,
     /// The `# HELP` text.
     pub help: &'static str,
@@ -168,12 +175,12 @@ pub const METRICS: &[Metric] = &[
         "relay_call_log_stale_events_total",
         Counter,
         true,
-        "Call events older than their session's state (changed nothing), by provider.",
+        "Call events older than their session's state (changed nothing), by source.",
     ),
     m(
         "relay_call_log_ignored_events_total",
         Counter,
-        true,
+        false,
         "Call events that say nothing about a session.",
     ),
     m(
@@ -192,7 +199,7 @@ pub const METRICS: &[Metric] = &[
         "relay_web_callback_originations_total",
         Counter,
         true,
-        "Web callback originations by provider and outcome (queued, placed, failed).",
+        "Web callback originations by source (the provider) and outcome (queued, placed, failed).",
     ),
     m(
         "relay_web_callback_missed_calls_total",
@@ -293,18 +300,30 @@ pub const METRICS: &[Metric] = &[
     ),
 ];
 
-/// Describes every metric to the installed recorder and creates the label-less counters at 0.
+/// Describes every metric to the installed recorder and creates the label-less ones at 0 (a
+/// gauge something set already keeps its value; a histogram shows no observations).
 pub fn describe() {
     for metric in METRICS {
         match metric.kind {
             Counter => {
                 metrics::describe_counter!(metric.name, metric.help);
                 if !metric.labelled {
-                    metrics::counter!(metric.name).absolute(0);
+                    metrics::counter!(metric.name).increment(0);
                 }
             }
-            Gauge => metrics::describe_gauge!(metric.name, metric.help),
-            Histogram => metrics::describe_histogram!(metric.name, metric.help),
+            Gauge => {
+                metrics::describe_gauge!(metric.name, metric.help);
+                if !metric.labelled {
+                    metrics::gauge!(metric.name).increment(0.0);
+                }
+            }
+            Histogram => {
+                metrics::describe_histogram!(metric.name, metric.help);
+                if !metric.labelled {
+                    // Registering the handle is what creates the series (count 0).
+                    let _ = metrics::histogram!(metric.name);
+                }
+            }
         }
     }
 }
@@ -312,11 +331,12 @@ pub fn describe() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::path::Path;
 
-    /// Every `relay_…` name recorded with `counter!`, `gauge!` or `histogram!` in `dir`.
-    fn recorded(dir: &Path, found: &mut BTreeSet<String>) {
+    /// Every `relay_…` name recorded with `counter!`, `gauge!` or `histogram!` in `dir`, with
+    /// whether each call gives labels (a comma after the name) or not.
+    fn recorded(dir: &Path, found: &mut BTreeMap<String, BTreeSet<bool>>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
@@ -329,12 +349,15 @@ mod tests {
                 for macro_name in ["counter!(", "gauge!(", "histogram!("] {
                     for (at, _) in text.match_indices(macro_name) {
                         let rest = text[at + macro_name.len()..].trim_start();
-                        if let Some(name) = rest
-                            .strip_prefix('"')
-                            .and_then(|r| r.split('"').next())
-                            .filter(|n| n.starts_with("relay_"))
-                        {
-                            found.insert(name.to_owned());
+                        let Some(after_quote) = rest.strip_prefix('"') else {
+                            continue;
+                        };
+                        let Some((name, after_name)) = after_quote.split_once('"') else {
+                            continue;
+                        };
+                        if name.starts_with("relay_") {
+                            let labelled = after_name.trim_start().starts_with(',');
+                            found.entry(name.to_owned()).or_default().insert(labelled);
                         }
                     }
                 }
@@ -342,14 +365,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_metric_recorded_in_the_workspace_is_described_once() {
+    fn recorded_in_the_workspace() -> BTreeMap<String, BTreeSet<bool>> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let mut found = BTreeSet::new();
+        let mut found = BTreeMap::new();
         for dir in ["services", "shared"] {
             recorded(&root.join(dir), &mut found);
         }
         assert!(found.len() > 20, "the scan found the metrics: {found:?}");
+        found
+    }
+
+    #[test]
+    fn every_metric_recorded_in_the_workspace_is_described_once() {
+        let found: BTreeSet<String> = recorded_in_the_workspace().into_keys().collect();
         let described: BTreeSet<String> = METRICS.iter().map(|m| m.name.to_owned()).collect();
         assert_eq!(described.len(), METRICS.len(), "each described once");
         let missing: Vec<_> = found.difference(&described).collect();
@@ -364,6 +392,25 @@ mod tests {
                 !metric.help.is_empty() && metric.help.ends_with('.'),
                 "{}",
                 metric.name
+            );
+        }
+    }
+
+    /// The flag decides who creates a metric's series at start-up ([`describe`] or the code
+    /// that records it): a wrong one leaves a gap.
+    #[test]
+    fn the_labelled_flag_says_how_each_metric_is_recorded() {
+        let found = recorded_in_the_workspace();
+        for metric in METRICS {
+            let Some(ways) = found.get(metric.name) else {
+                continue;
+            };
+            assert_eq!(
+                ways,
+                &BTreeSet::from([metric.labelled]),
+                "{} is recorded with labels {ways:?} but catalogued labelled = {}",
+                metric.name,
+                metric.labelled
             );
         }
     }

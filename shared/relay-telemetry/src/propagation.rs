@@ -1,6 +1,7 @@
-//! W3C trace context over HTTP headers (`traceparent`, `tracestate`).
+//! W3C trace context over HTTP headers (`traceparent`, `tracestate`), and what HTTP spans on
+//! either side share of OpenTelemetry's HTTP conventions ([`method`]).
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -47,4 +48,42 @@ pub fn inject_current(headers: &mut HeaderMap) {
     opentelemetry::global::get_text_map_propagator(|p| {
         p.inject_context(&cx, &mut HeaderInjector(headers));
     });
+}
+
+/// `http.request.method` of an HTTP span and the `{method}` of its name, per OpenTelemetry's
+/// HTTP conventions: a method of RFC 9110 or RFC 5789 as it is; any other is `_OTHER` (the span
+/// is then named `HTTP` and carries `http.request.method_original`), so a scan of made-up
+/// methods cannot make span names of its own.
+pub fn method(method: &Method) -> (&'static str, Option<&str>) {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    match KNOWN.iter().find(|known| **known == method.as_str()) {
+        Some(known) => (known, None),
+        None => ("_OTHER", Some(method.as_str())),
+    }
+}
+
+/// The `{method}` of an HTTP span's name: the method, or `HTTP` for one the conventions call
+/// `_OTHER`.
+pub fn span_method(attribute: &'static str) -> &'static str {
+    if attribute == "_OTHER" {
+        "HTTP"
+    } else {
+        attribute
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_methods_name_spans() {
+        assert_eq!(method(&Method::POST), ("POST", None));
+        let odd = Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(method(&odd), ("_OTHER", Some("PURGE")));
+        assert_eq!(span_method("_OTHER"), "HTTP");
+        assert_eq!(span_method("GET"), "GET");
+    }
 }

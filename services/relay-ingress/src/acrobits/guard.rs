@@ -6,8 +6,8 @@
 //!   no `denied_prefixes` entry (premium-rate and satellite ranges); a denial wins.
 //! - **Limits** (Redis, shared by every replica; [`relay_store::Limit`]): per account per
 //!   minute and per day, per target number per minute and per day, all accounts together per
-//!   minute and per day, and callbacks in progress per account: until calls report their end,
-//!   "in progress" means accepted within the last `concurrent_window` (a sliding window). All
+//!   minute and per day, and callbacks in progress per account (a sliding window of
+//!   `concurrent_window` whose members the worker removes when a call ends or fails). All
 //!   are checked and counted in one atomic step; a refused request counts nowhere.
 //! - **Repeats**: a softphone that sends the same request again (same account, callback number
 //!   and target within `duplicate_window`) finds the first one's claim
@@ -177,7 +177,7 @@ pub(super) fn limits(config: &AcrobitsSource, username: &str, target: &str) -> V
         (config.max_concurrent_per_account > 0).then(|| {
             (
                 Limit::sliding(
-                    format!("acrobits:in-progress:{username}"),
+                    AcrobitsSource::in_progress_counter(username),
                     u64::from(config.max_concurrent_per_account),
                     config.concurrent_window,
                 ),
@@ -257,6 +257,34 @@ mod tests {
 
     fn reason(result: Result<(String, String), Refusal>) -> &'static str {
         result.err().map_or("accepted", |r| r.reason)
+    }
+
+    #[test]
+    fn every_limits_reason_has_its_series_from_start_up() {
+        let scopes = [
+            Scope::AccountMinute,
+            Scope::AccountDay,
+            Scope::TargetMinute,
+            Scope::TargetDay,
+            Scope::GlobalMinute,
+            Scope::GlobalDay,
+            Scope::InProgress,
+        ];
+        for scope in scopes {
+            // The match fails to compile when a scope is added: add it to the list above.
+            match scope {
+                Scope::AccountMinute
+                | Scope::AccountDay
+                | Scope::TargetMinute
+                | Scope::TargetDay
+                | Scope::GlobalMinute
+                | Scope::GlobalDay
+                | Scope::InProgress => {}
+            }
+            let refusal = scope.refusal(Duration::from_secs(1));
+            assert!(super::super::reply::REASONS.contains(&refusal.reason));
+            assert!(super::super::reply::OUTCOMES.contains(&refusal.outcome));
+        }
     }
 
     #[test]

@@ -30,6 +30,18 @@ use tokio::sync::Semaphore;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Busy;
 
+/// Every `scheme` of `relay_ingress_acrobits_password_checks_total`.
+pub const SCHEMES: &[&str] = &["argon2", "salted-sha1"];
+
+/// Creates the series of `relay_ingress_acrobits_password_checks_total` at zero, one per
+/// scheme.
+pub(super) fn register_metrics() {
+    for scheme in SCHEMES {
+        metrics::counter!("relay_ingress_acrobits_password_checks_total", "scheme" => *scheme)
+            .increment(0);
+    }
+}
+
 /// Runs password checks, at most `permits` argon2 checks at once.
 pub(crate) struct Verifier {
     permits: Arc<Semaphore>,
@@ -48,6 +60,7 @@ impl Verifier {
     }
 
     fn count(&self, scheme: &'static str) {
+        debug_assert!(SCHEMES.contains(&scheme), "add `{scheme}` to SCHEMES");
         self.checks.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("relay_ingress_acrobits_password_checks_total", "scheme" => scheme)
             .increment(1);

@@ -34,16 +34,25 @@ mod login;
 pub mod params;
 mod reply;
 
+pub use login::SCHEMES;
 use params::{first, parameters};
 pub use reply::types;
+pub use reply::{OUTCOMES, REASONS};
 use reply::{Refusal, negotiate, reply};
 
 use crate::problem::Problem;
 use crate::publish::redis_failed;
 use crate::{Outgoing, Shared, publish_all, read_body};
 
-/// Routing-key source and dedup namespace.
+/// Routing-key source, dedup namespace and `source` label.
 pub const SOURCE: &str = "acrobits";
+
+/// Creates the route's own series at zero: its refusals' reasons and its password checks'
+/// schemes (its requests and events are registered with every source's).
+pub(crate) fn register_metrics() {
+    reply::register_metrics();
+    login::register_metrics();
+}
 
 /// The longest password (or salted digest) checked; a longer one is refused unhashed.
 const MAX_PASSWORD_BYTES: usize = 1024;
@@ -82,7 +91,7 @@ pub(crate) async fn handle(
                 None,
                 "Calling you back, please wait.",
             ),
-            "accepted",
+            crate::respond::ACCEPTED,
         ),
         Err(refusal) => {
             refusal.count();

@@ -80,6 +80,49 @@ pub(super) fn reply(
     response
 }
 
+/// Every `outcome` of a refusal on this route besides its problems' ([`Problem::OUTCOMES`]), in
+/// `relay_ingress_requests_total`.
+pub const OUTCOMES: &[&str] = &[
+    "bad_credentials",
+    "store_unavailable",
+    "busy",
+    "locked_out",
+    "invalid_number",
+    "destination_not_allowed",
+    "rate_limited",
+    "in_progress",
+];
+
+/// Every `reason` of `relay_ingress_callbacks_refused_total` besides the problems'
+/// ([`Problem::OUTCOMES`]): an outcome, or the finer reason of a lockout, a number refused by
+/// the policy or a limit reached.
+pub const REASONS: &[&str] = &[
+    "bad_credentials",
+    "store_unavailable",
+    "busy",
+    "locked_out_user",
+    "locked_out_address",
+    "invalid_number",
+    "destination_not_allowed",
+    "destination_denied",
+    "account_per_minute",
+    "account_per_day",
+    "target_per_minute",
+    "target_per_day",
+    "global_per_minute",
+    "global_per_day",
+    "account_in_progress",
+    "in_progress",
+];
+
+/// Creates the series of `relay_ingress_callbacks_refused_total` at zero, one per reason.
+pub(super) fn register_metrics() {
+    for reason in REASONS.iter().chain(Problem::OUTCOMES) {
+        metrics::counter!("relay_ingress_callbacks_refused_total", "reason" => *reason)
+            .increment(0);
+    }
+}
+
 /// A refusal the app shows to its user.
 #[derive(Debug)]
 pub(super) struct Refusal {
@@ -101,6 +144,10 @@ impl Refusal {
         outcome: &'static str,
         message: impl Into<String>,
     ) -> Self {
+        debug_assert!(
+            OUTCOMES.contains(&outcome) || Problem::OUTCOMES.contains(&outcome),
+            "add `{outcome}` to acrobits::OUTCOMES"
+        );
         Self {
             status,
             ty,
@@ -127,6 +174,11 @@ impl Refusal {
 
     /// Counts this refusal in `relay_ingress_callbacks_refused_total{reason}`.
     pub(super) fn count(&self) {
+        debug_assert!(
+            REASONS.contains(&self.reason) || Problem::OUTCOMES.contains(&self.reason),
+            "add `{}` to acrobits::REASONS",
+            self.reason
+        );
         metrics::counter!("relay_ingress_callbacks_refused_total", "reason" => self.reason)
             .increment(1);
     }

@@ -19,6 +19,20 @@ pub enum Provider {
     Voximplant,
 }
 
+impl Provider {
+    /// Every provider.
+    pub const ALL: [Self; 2] = [Self::Plivo, Self::Voximplant];
+
+    /// Its name: in configuration, in a job's context, and the `source` label of metrics (the
+    /// same as ingress's for its callbacks).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plivo => "plivo",
+            Self::Voximplant => "voximplant",
+        }
+    }
+}
+
 /// The web-callback handler.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -300,6 +314,13 @@ mod tests {
     }
 
     const DESTINATIONS: &str = "[destinations.plivo-api]\nurl = \"http://127.0.0.1:1\"\nsigning = \"basic\"\nusername = \"MA1\"\nsecret_env = \"T\"\n[destinations.voximplant-api]\nurl = \"http://127.0.0.1:1\"\n";
+
+    #[test]
+    fn a_providers_name_is_its_configuration_name() {
+        for provider in Provider::ALL {
+            assert_eq!(serde_json::to_value(provider).unwrap(), provider.name());
+        }
+    }
 
     #[test]
     fn providers_per_account_and_their_sections() {

@@ -175,6 +175,15 @@ impl MinBalanceAlert {
     }
 }
 
+/// Every notice kind (the `kind` label of `relay_min_balance_alert_notices_total`, by
+/// [`kind_label`]).
+const NOTICE_KINDS: [NoticeKind; 4] = [
+    NoticeKind::Firing,
+    NoticeKind::SeverityChanged,
+    NoticeKind::Reminder,
+    NoticeKind::Resolved,
+];
+
 fn kind_label(kind: NoticeKind) -> &'static str {
     match kind {
         NoticeKind::Firing => "firing",
@@ -247,6 +256,13 @@ impl Handler for MinBalanceAlert {
 
     fn prefetch(&self) -> Option<u16> {
         self.config.prefetch
+    }
+
+    fn register_metrics(&self) {
+        for kind in NOTICE_KINDS {
+            metrics::counter!("relay_min_balance_alert_notices_total", "kind" => kind_label(kind))
+                .increment(0);
+        }
     }
 
     fn handle<'a>(

@@ -80,16 +80,10 @@ impl CallLog {
                 }
             })
             .await?;
-        let provider = event
-            .source
-            .split('/')
-            .next()
-            .unwrap_or("unknown")
-            .to_owned();
         let Some((after, (created, grace_started))) = update.after else {
             if !matches!(input.kind, Kind::EndTimer | Kind::Settle) {
                 tracing::info!(session = %input.session, "stale or repeated call event; nothing changes");
-                metrics::counter!("relay_call_log_stale_events_total", "provider" => provider)
+                metrics::counter!("relay_call_log_stale_events_total", "source" => source_of(&context.routing_key))
                     .increment(1);
             }
             return Ok(self.resend(event, update.before.as_ref(), context));
@@ -98,6 +92,13 @@ impl CallLog {
         let was_missed = update.before.as_ref().map(|b| b.state) == Some(State::Missed);
         if after.state == State::Missed && (!was_missed || context.redelivered) {
             output.events.extend(missed(&after, event));
+        }
+        let was_over = update
+            .before
+            .as_ref()
+            .is_some_and(|b| b.state.is_terminal());
+        if after.state.is_terminal() && (!was_over || context.redelivered) {
+            output.events.extend(callback_ended(&after, event));
         }
         if (created || context.redelivered) && !after.state.is_terminal() {
             output.timers.push(self.end_timer(&after.id, event));
@@ -176,6 +177,9 @@ impl CallLog {
         if session.state == State::Missed {
             output.events.extend(missed(session, event));
         }
+        if session.state.is_terminal() {
+            output.events.extend(callback_ended(session, event));
+        }
         output
     }
 
@@ -236,6 +240,26 @@ fn missed(session: &Session, event: &CloudEvent) -> Option<Emitted> {
     })
 }
 
+/// `relay.callback.ended` for a web callback's session that just reached its end, so that it
+/// stops counting as in progress. Its id is the session's, so a repeat is recognised.
+fn callback_ended(session: &Session, event: &CloudEvent) -> Option<Emitted> {
+    if !session.id.starts_with("callback:") {
+        return None;
+    }
+    let mut ended = CloudEvent::new(
+        ids::derived_event_id("call-log-callback-ended", &[&session.id]),
+        "relay/call-log".to_owned(),
+        routing::CALLBACK_ENDED.to_owned(),
+        json!({ "session": session.id, "state": format!("{:?}", session.state) }),
+    )
+    .with_subject(&session.id);
+    ended.time = session.ended_at.unwrap_or(event.time);
+    Some(Emitted {
+        routing_key: routing::CALLBACK_ENDED.to_owned(),
+        event: ended,
+    })
+}
+
 /// A timer of type `ty` for `session`, due `delay` after `event` (its `time` is when it is due,
 /// which becomes the time of any message it makes).
 fn timer(ty: &str, session: &str, event: &CloudEvent, delay: Duration) -> Timer {
@@ -253,6 +277,28 @@ fn timer(ty: &str, session: &str, event: &CloudEvent, delay: Duration) -> Timer 
     }
 }
 
+/// The `source` label of `relay_call_log_stale_events_total`, one per first word of the
+/// handler's routing patterns: `plivo`, `voximplant` and `acrobits` (the providers, as ingress
+/// names them) and `relay` (the relay's own events).
+fn sources() -> impl Iterator<Item = &'static str> {
+    let mut words: Vec<&'static str> = routing::CALL_LOG
+        .patterns
+        .iter()
+        .filter_map(|pattern| pattern.split('.').next())
+        .collect();
+    words.sort_unstable();
+    words.dedup();
+    words.into_iter()
+}
+
+/// Who sent an event delivered with `routing_key`: its first word, one of [`sources`].
+fn source_of(routing_key: &str) -> &'static str {
+    let first = routing_key.split('.').next();
+    sources()
+        .find(|source| first == Some(*source))
+        .unwrap_or("unknown")
+}
+
 impl Handler for CallLog {
     fn route(&self) -> HandlerRoute {
         routing::CALL_LOG
@@ -260,6 +306,12 @@ impl Handler for CallLog {
 
     fn prefetch(&self) -> Option<u16> {
         self.prefetch
+    }
+
+    fn register_metrics(&self) {
+        for source in sources() {
+            metrics::counter!("relay_call_log_stale_events_total", "source" => source).increment(0);
+        }
     }
 
     fn handle<'a>(

@@ -291,6 +291,16 @@ impl Handler for FailureAlert {
         self.config.prefetch
     }
 
+    fn register_metrics(&self) {
+        for name in notify::ALERTNAMES {
+            metrics::counter!("relay_failure_alerts_total", "alertname" => name).increment(0);
+        }
+        for notifier in &self.config.notifiers {
+            metrics::counter!("relay_failure_alerts_suppressed_total", "destination" => notifier.destination.clone())
+                .increment(0);
+        }
+    }
+
     fn handle<'a>(
         &'a self,
         event: &'a CloudEvent,

@@ -17,6 +17,8 @@ pub const DELIVERY_FAILED: &str = "RelayDeliveryFailed";
 pub const QUEUE_DEPTH: &str = "RelayQueueDepth";
 /// `alertname` of a breaker open too long.
 pub const BREAKER_OPEN: &str = "RelayDestinationBreakerOpen";
+/// Every `alertname` (the label of `relay_failure_alerts_total` too).
+pub const ALERTNAMES: [&str; 3] = [DELIVERY_FAILED, QUEUE_DEPTH, BREAKER_OPEN];
 
 /// A firing condition's `endsAt` is this many checks ahead.
 pub const ENDS_AFTER_CHECKS: u32 = 4;

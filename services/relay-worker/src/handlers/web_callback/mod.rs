@@ -13,7 +13,7 @@ pub mod origination;
 
 use futures_util::future::BoxFuture;
 use relay_core::CloudEvent;
-use relay_core::config::{AcrobitsSource, WebCallbackConfig};
+use relay_core::config::{AcrobitsSource, Provider, WebCallbackConfig};
 use relay_core::outcome::DeliveryOutcome;
 use relay_core::routing::{self, HandlerRoute};
 use relay_store::Store;
@@ -23,6 +23,16 @@ use crate::handler::{Context, Handler, HandlerError, HandlerResult, Output};
 
 /// The handler's name: part of its queue name, its job ids and its outcome routing keys.
 pub const NAME: &str = routing::WEB_CALLBACK.name;
+
+// The `outcome` labels of `relay_web_callback_originations_total` (by provider, its `source`)
+// and of `relay_web_callback_missed_calls_total`.
+const QUEUED: &str = "queued";
+const PLACED: &str = "placed";
+const FAILED: &str = "failed";
+const ORIGINATION_OUTCOMES: [&str; 3] = [QUEUED, PLACED, FAILED];
+const CALLED_BACK: &str = "called_back";
+const SKIPPED: &str = "skipped";
+const MISSED_CALL_OUTCOMES: [&str; 2] = [CALLED_BACK, SKIPPED];
 
 /// The web-callback handler.
 pub struct WebCallback {
@@ -63,7 +73,7 @@ impl WebCallback {
             missed::Decision::CallBack(request) => request,
             other => {
                 tracing::info!(session = %missed.session, decision = ?other, "missed call not called back");
-                metrics::counter!("relay_web_callback_missed_calls_total", "outcome" => "skipped")
+                metrics::counter!("relay_web_callback_missed_calls_total", "outcome" => SKIPPED)
                     .increment(1);
                 return Ok(Output::none());
             }
@@ -72,7 +82,7 @@ impl WebCallback {
         let job = origination::job(event, &request, &self.config, &self.public_base, provider)
             .map_err(HandlerError::malformed)?;
         tracing::info!(session = %missed.session, callback = %request.session, "calling back a missed call");
-        metrics::counter!("relay_web_callback_missed_calls_total", "outcome" => "called_back")
+        metrics::counter!("relay_web_callback_missed_calls_total", "outcome" => CALLED_BACK)
             .increment(1);
         let mut output = Output::job(job);
         output
@@ -87,7 +97,7 @@ impl WebCallback {
         let job = origination::job(event, &request, &self.config, &self.public_base, provider)
             .map_err(HandlerError::malformed)?;
         tracing::info!(session = %request.session, ?provider, "originating a web callback");
-        metrics::counter!("relay_web_callback_originations_total", "provider" => format!("{provider:?}").to_lowercase(), "outcome" => "queued")
+        metrics::counter!("relay_web_callback_originations_total", "source" => provider.name(), "outcome" => QUEUED)
             .increment(1);
         Ok(Output::job(job))
     }
@@ -100,12 +110,8 @@ impl WebCallback {
         };
         let provider = outcome.context.get("provider").cloned().unwrap_or_default();
         let record = summary(&outcome, &provider);
-        let label = if outcome.succeeded {
-            "placed"
-        } else {
-            "failed"
-        };
-        metrics::counter!("relay_web_callback_originations_total", "provider" => provider.clone(), "outcome" => label)
+        let label = if outcome.succeeded { PLACED } else { FAILED };
+        metrics::counter!("relay_web_callback_originations_total", "source" => provider.clone(), "outcome" => label)
             .increment(1);
         if outcome.succeeded {
             tracing::info!(%session, call_id = %record["call_id"], "web callback placed");
@@ -122,7 +128,47 @@ impl WebCallback {
             )
             .await
             .map_err(|e| HandlerError::Transient(format!("recording the origination: {e}")))?;
+        if !outcome.succeeded {
+            self.release(&record).await?;
+        }
         Ok(Output::none())
+    }
+
+    /// The callback's call ended: it no longer counts among its user's callbacks in progress.
+    async fn on_ended(&self, event: &CloudEvent) -> HandlerResult {
+        let Some(session) = event.data["session"].as_str() else {
+            return Err(HandlerError::malformed(
+                "relay.callback.ended without a session",
+            ));
+        };
+        let record = self
+            .store
+            .get_text(&format!("origination:{session}"))
+            .await
+            .map_err(|e| HandlerError::Transient(format!("reading the origination: {e}")))?;
+        match record.as_deref().map(serde_json::from_str::<Value>) {
+            Some(Ok(record)) => self.release(&record).await?,
+            // No outcome recorded (yet, or long expired): the window frees the slot.
+            _ => tracing::debug!(session, "callback ended without a recorded origination"),
+        }
+        Ok(Output::none())
+    }
+
+    /// Gives back the callback's slot among its user's callbacks in progress (ingress counted
+    /// it under the request's event id). Taking back a slot twice changes nothing.
+    async fn release(&self, record: &Value) -> Result<(), HandlerError> {
+        let (Some(user), Some(event_id)) = (record["user"].as_str(), record["event_id"].as_str())
+        else {
+            return Ok(());
+        };
+        let counter = AcrobitsSource::in_progress_counter(user);
+        let slot = relay_store::Limit::sliding(counter, 1, std::time::Duration::from_secs(1));
+        self.store
+            .refund(&[slot], event_id)
+            .await
+            .map_err(|e| HandlerError::Transient(format!("releasing the callback's slot: {e}")))?;
+        tracing::info!(user, session = %record["session"], "callback no longer in progress");
+        Ok(())
     }
 }
 
@@ -149,6 +195,9 @@ pub fn summary(outcome: &DeliveryOutcome, provider: &str) -> Value {
         "reason": outcome.detail.clone().or(outcome.reason.clone()),
         "status": outcome.status,
         "job_id": outcome.job_id,
+        "event_id": outcome.event_id,
+        "user": outcome.context.get("user"),
+        "session": outcome.context.get("session"),
     })
 }
 
@@ -161,6 +210,23 @@ impl Handler for WebCallback {
         self.config.prefetch
     }
 
+    fn register_metrics(&self) {
+        let config = &self.config;
+        let used = |p: &Provider| config.provider == *p || config.accounts.values().any(|a| a == p);
+        for provider in Provider::ALL.iter().filter(|p| used(p)) {
+            for outcome in ORIGINATION_OUTCOMES {
+                metrics::counter!("relay_web_callback_originations_total", "source" => provider.name(), "outcome" => outcome)
+                    .increment(0);
+            }
+        }
+        if config.missed_calls.is_some() {
+            for outcome in MISSED_CALL_OUTCOMES {
+                metrics::counter!("relay_web_callback_missed_calls_total", "outcome" => outcome)
+                    .increment(0);
+            }
+        }
+    }
+
     fn handle<'a>(
         &'a self,
         event: &'a CloudEvent,
@@ -171,6 +237,8 @@ impl Handler for WebCallback {
                 self.record(event).await
             } else if context.routing_key == routing::CALL_MISSED {
                 self.on_missed(event).await
+            } else if context.routing_key == routing::CALLBACK_ENDED {
+                self.on_ended(event).await
             } else {
                 self.originate(event)
             }

@@ -84,14 +84,11 @@ pub fn job(
     job.give_up_after = Some(event.time + config.give_up_after);
     job.context
         .insert("session".to_owned(), request.session.clone());
-    job.context.insert(
-        "provider".to_owned(),
-        match provider {
-            Provider::Plivo => "plivo",
-            Provider::Voximplant => "voximplant",
-        }
-        .to_owned(),
-    );
+    // Whose callback it is: its slot among the user's callbacks in progress is given back
+    // when it fails or its call ends.
+    job.context.insert("user".to_owned(), request.user.clone());
+    job.context
+        .insert("provider".to_owned(), provider.name().to_owned());
     Ok(job)
 }
 
