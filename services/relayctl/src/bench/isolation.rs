@@ -37,7 +37,7 @@ pub(super) async fn run(
     purge_deliveries(env).await?;
 
     // B alone.
-    let (_, queued) = super::queue_jobs(env, jobs, ISOLATION_B).await?;
+    let (_, queued) = super::scenarios::queue_jobs(env, jobs, ISOLATION_B).await?;
     anyhow::ensure!(queued == jobs, "only {queued} of {jobs} B jobs confirmed");
     let before = sink.at_path(ISOLATION_B_PATH);
     let delivery = env.start("relay-delivery").await?;
@@ -50,12 +50,12 @@ pub(super) async fn run(
 
     // B behind A's jobs, A stuck.
     purge_deliveries(env).await?;
-    let (_, queued) = super::queue_jobs(env, stuck_jobs, ISOLATION_A).await?;
+    let (_, queued) = super::scenarios::queue_jobs(env, stuck_jobs, ISOLATION_A).await?;
     anyhow::ensure!(
         queued == stuck_jobs,
         "only {queued} of {stuck_jobs} A jobs confirmed"
     );
-    let (_, queued) = super::queue_jobs(env, jobs, ISOLATION_B).await?;
+    let (_, queued) = super::scenarios::queue_jobs(env, jobs, ISOLATION_B).await?;
     anyhow::ensure!(queued == jobs, "only {queued} of {jobs} B jobs confirmed");
     let before = sink.at_path(ISOLATION_B_PATH);
     let delivery = env.start("relay-delivery").await?;

@@ -6,8 +6,8 @@ use relay_core::routing;
 use relay_store::PrivateRedis;
 
 use super::load::{self, Throughput};
-use super::print_throughput;
 use super::report::RedisOutage;
+use super::scenarios::print_throughput;
 
 /// Requests sent (not measured) after Redis is killed, so the breaker has opened before the
 /// measured run: the first few requests of an outage each wait out one `op_timeout`.
