@@ -104,14 +104,29 @@ pub(crate) const STRIPES: usize = 256;
 /// updates of one record cost O(n²) round trips (each round lets one writer through and sends
 /// the others back to read again); queued on a lock they cost O(n), and compare-and-set is
 /// left to settle races between processes.
-pub(crate) struct Stripes(Box<[tokio::sync::Mutex<()>]>);
+///
+/// Each lock also keeps the last record its holder read or wrote ([`Known`]): the next update
+/// of the same key starts from it and compare-and-sets against it, one round trip instead of
+/// two (load, then write). Compare-and-set still checks it, so a record another process
+/// changed, or one that expired, is found out and loaded again.
+pub(crate) struct Stripes(Box<[tokio::sync::Mutex<Option<Known>>]>);
+
+/// The text of one record as this process last saw it under its lock (`None`: absent).
+pub(crate) struct Known {
+    key: String,
+    raw: Option<String>,
+}
 
 impl Stripes {
     pub(crate) fn new() -> Self {
-        Self((0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect())
+        Self(
+            (0..STRIPES)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+        )
     }
 
-    fn of(&self, key: &str) -> &tokio::sync::Mutex<()> {
+    fn of(&self, key: &str) -> &tokio::sync::Mutex<Option<Known>> {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut hasher);
@@ -137,9 +152,23 @@ impl Store {
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Clone,
     {
-        let _queued = self.inner.records.of(suffix).lock().await;
-        for _ in 0..max_conflicts {
-            let raw = self.get_text(suffix).await?;
+        let mut known = self.inner.records.of(suffix).lock().await;
+        // What this process last saw of the record, if the lock's memory is of this key: a
+        // guess, checked by the compare-and-set (or, for a change that writes nothing, by a load).
+        let mut guess = known.take().filter(|k| k.key == suffix).map(|k| k.raw);
+        let remember = |known: &mut Option<Known>, raw: Option<String>| {
+            *known = Some(Known {
+                key: suffix.to_owned(),
+                raw,
+            });
+        };
+        let mut conflicts = 0;
+        while conflicts < max_conflicts {
+            let guessed = guess.is_some();
+            let raw = match guess.take() {
+                Some(raw) => raw,
+                None => self.get_text(suffix).await?,
+            };
             let before = match raw.as_deref().map(serde_json::from_str::<T>) {
                 None => None,
                 Some(Ok(record)) => Some(record),
@@ -149,7 +178,10 @@ impl Store {
                 }
             };
             let (after, note) = match change(before.clone()) {
+                // Nothing to write, decided on a guess: decide again on the record itself.
+                Change::Keep(_) if guessed => continue,
                 Change::Keep(note) => {
+                    remember(&mut known, raw);
                     return Ok(Updated {
                         before,
                         written: None,
@@ -163,13 +195,18 @@ impl Store {
                 .compare_and_set(suffix, raw.as_deref(), &text, ttl)
                 .await?
             {
+                remember(&mut known, Some(text));
                 return Ok(Updated {
                     before,
                     written: Some(after),
                     note,
                 });
             }
-            on_conflict();
+            // A wrong guess (at most one per update) is no conflict: load and try again.
+            if !guessed {
+                conflicts += 1;
+                on_conflict();
+            }
         }
         Err(UpdateError::Conflicts(max_conflicts))
     }
@@ -244,6 +281,7 @@ mod tests {
         assert_eq!(updated.written, Some(vec![1]));
         // A change that always collides (another writer each time) gives up after its budget.
         let tries = AtomicU32::new(0);
+        let writes = AtomicU32::new(0);
         let key = store.key("record");
         let other = std::sync::Mutex::new(
             redis::Client::open(redis.config.url.as_str())
@@ -260,8 +298,9 @@ mod tests {
                     tries.fetch_add(1, Ordering::Relaxed);
                 },
                 |_: Option<Vec<u8>>| {
-                    // Someone else writes between this read and our compare-and-set.
-                    let n = tries.load(Ordering::Relaxed);
+                    // Someone else writes between this read and our compare-and-set (a new
+                    // value each time).
+                    let n = writes.fetch_add(1, Ordering::Relaxed);
                     let _: () = redis::cmd("SET")
                         .arg(&key)
                         .arg(format!("[{n}]"))
@@ -273,5 +312,40 @@ mod tests {
             .await;
         assert!(matches!(result, Err(UpdateError::Conflicts(3))));
         assert_eq!(tries.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn a_remembered_record_saves_a_load_and_a_stale_one_is_found_out() {
+        let redis = TestRedis::new();
+        let (a, b) = (redis.store().await, redis.store().await);
+        let add = |store: Store| async move {
+            store
+                .update_json(
+                    "n",
+                    TTL,
+                    1,
+                    || panic!("no conflict expected"),
+                    |n: Option<u64>| Change::Write(n.unwrap_or(0) + 1, n),
+                )
+                .await
+                .unwrap()
+                .note
+        };
+        assert_eq!(add(a.clone()).await, None);
+        assert_eq!(add(a.clone()).await, Some(1), "from what a wrote");
+        // b changes it behind a's back: a's remembered 2 is stale, its write is refused and it
+        // loads the record (with a budget of one conflict: a wrong guess is none).
+        assert_eq!(add(b.clone()).await, Some(2));
+        assert_eq!(add(a.clone()).await, Some(3));
+        // A change that writes nothing is decided on the stored record, never on a guess.
+        assert_eq!(add(b.clone()).await, Some(4));
+        let seen = a
+            .update_json("n", TTL, 1, || {}, |n: Option<u64>| Change::Keep(n))
+            .await
+            .unwrap();
+        assert_eq!(seen.note, Some(5));
+        // Expired or deleted meanwhile: found out too.
+        a.release_claim("n").await.unwrap();
+        assert_eq!(add(a).await, None);
     }
 }
