@@ -9,6 +9,9 @@
 //! - **Connections**: at most `max_connections` are served at once. At the cap the listener
 //!   stops accepting, so further clients wait in the kernel's listen backlog (tokio's 1024)
 //!   until a connection closes, as in mini-redis's `server.rs`.
+//! - **Requests**: at most `max_in_flight` are handled at once; the others wait with only their
+//!   head read (their body's deadline starts when their turn comes), so memory grows with the
+//!   requests being handled, not with the connections open.
 //! - **Shutdown**: the listener closes at once (new clients are refused), idle kept-alive
 //!   connections are closed cleanly, requests in flight finish and their connections close after
 //!   the answer (`Connection: close`). What is still open after the grace is cut.
@@ -23,7 +26,6 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::routing::future::RouteFuture;
 use hyper::body::Incoming;
 use hyper::rt::{Sleep, Timer};
 use hyper::server::conn::http1;
@@ -52,6 +54,7 @@ pub(crate) struct Limits {
     keep_alive_timeout: Duration,
     body_read_timeout: Duration,
     max_connections: usize,
+    max_in_flight: usize,
 }
 
 impl Limits {
@@ -62,6 +65,7 @@ impl Limits {
             keep_alive_timeout: config.keep_alive_timeout,
             body_read_timeout: config.body_read_timeout,
             max_connections: config.max_connections,
+            max_in_flight: config.max_in_flight,
         }
     }
 }
@@ -92,6 +96,9 @@ pub(crate) async fn serve(
         router,
         body_read_timeout: limits.body_read_timeout,
         peer: None,
+        in_flight: Arc::new(Semaphore::new(
+            limits.max_in_flight.min(Semaphore::MAX_PERMITS),
+        )),
     };
     loop {
         // The permit comes first: at the cap, connections wait in the backlog, not in memory.
@@ -157,23 +164,35 @@ struct Requests {
     router: Router,
     body_read_timeout: Duration,
     peer: Option<std::net::SocketAddr>,
+    /// `max_in_flight` permits, shared by every connection.
+    in_flight: Arc<Semaphore>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Requests {
     type Response = axum::response::Response;
     type Error = Infallible;
-    type Future = RouteFuture<Infallible>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>,
+    >;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let deadline = tokio::time::Instant::now() + self.body_read_timeout;
-        let mut request = request.map(|body| Body::new(Deadline::new(body, deadline)));
-        if let Some(peer) = self.peer {
-            request
-                .extensions_mut()
-                .insert(axum::extract::ConnectInfo(peer));
-        }
-        // A router is always ready (axum documents `poll_ready` as always `Ready`).
-        tower_service::Service::call(&mut self.router.clone(), request)
+        let requests = self.clone();
+        Box::pin(async move {
+            let _turn = requests
+                .in_flight
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            let deadline = tokio::time::Instant::now() + requests.body_read_timeout;
+            let mut request = request.map(|body| Body::new(Deadline::new(body, deadline)));
+            if let Some(peer) = requests.peer {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+            }
+            // A router is always ready (axum documents `poll_ready` as always `Ready`).
+            tower_service::Service::call(&mut requests.router.clone(), request).await
+        })
     }
 }
 
@@ -295,6 +314,7 @@ mod tests {
             keep_alive_timeout: Duration::from_secs(75),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 1,
+            max_in_flight: 1,
         };
         let timer = HeadTimer::new(limits);
         let now = Instant::now();

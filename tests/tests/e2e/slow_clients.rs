@@ -160,3 +160,31 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     );
     ingress.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_max_in_flight_wait_their_turn_with_their_body_unread() {
+    let mut env = TestEnv::new();
+    env.config.ingress.max_in_flight = 1;
+    let (ingress, addr) = start_ingress(&env.config).await;
+    ingress.wait_ready().await;
+
+    // The one request allowed in flight: its head and half its body, the rest held back.
+    let body = min_balance_body(7);
+    let mut first = Conn::open(addr).await;
+    first.send(&post_head(CALLBACKS, body.len(), &[])).await;
+    first.send(&body[..10]).await;
+    // A second client's whole request waits for the first to finish.
+    let mut second = Conn::open(addr).await;
+    second.send(&nowhere()).await;
+    let mut waiting = tokio::spawn(async move { second.answer().await.status });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut waiting)
+            .await
+            .is_err(),
+        "answered while the only request in flight was still reading its body"
+    );
+    first.send(&body[10..]).await;
+    assert_eq!(first.answer().await.status, 200);
+    assert_eq!(waiting.await.unwrap(), 404, "its turn came");
+    ingress.stop().await;
+}

@@ -45,6 +45,11 @@ pub struct IngressConfig {
     pub keep_alive_timeout: Duration,
     /// Most connections served at once; at the cap, new clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Most requests handled at once; past it a request waits, its body unread, until one
+    /// finishes. It bounds memory under many connections (each request in flight holds its
+    /// body, its event and its publish) without slowing the relay: far fewer are needed to keep
+    /// the broker busy.
+    pub max_in_flight: usize,
     /// Voximplant account callbacks.
     pub voximplant: VoximplantConfig,
     /// Generic sources by name, each at `POST /v1/hooks/{name}`.
@@ -163,6 +168,7 @@ impl Default for IngressConfig {
             body_read_timeout: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(75),
             max_connections: 4096,
+            max_in_flight: 256,
             voximplant: VoximplantConfig::default(),
             sources: BTreeMap::new(),
             reamaze: None,
@@ -220,6 +226,9 @@ impl Config {
         }
         if ingress.max_connections == 0 {
             return Err(invalid("ingress.max_connections", "must be positive"));
+        }
+        if ingress.max_in_flight == 0 {
+            return Err(invalid("ingress.max_in_flight", "must be positive"));
         }
         let vox = &self.ingress.voximplant;
         if let Some(salt) = &vox.salt_env {
