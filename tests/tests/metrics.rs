@@ -510,7 +510,7 @@ async fn every_labelled_metric_is_there_at_zero_from_start_up() {
     // Worker: every handler by every outcome, the events it may park by reason, the queues it
     // watches.
     for handler in relay_core::routing::HANDLERS {
-        for outcome in relay_worker::EVENT_OUTCOMES {
+        for outcome in relay_worker::event_outcomes() {
             worker.zero(
                 "relay_worker_events_total",
                 &[("handler", handler.name), ("outcome", outcome)],

@@ -28,6 +28,43 @@ const PUBLISH_BUDGET: Duration = Duration::from_secs(30);
 /// When the first durable retry of an event was scheduled (unix milliseconds).
 const RETRY_SINCE: &str = "x-relay-retry-since";
 
+/// What the runner did with an event: the `outcome` of `relay_worker_events_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Its output published, with at least one job.
+    JobsQueued,
+    /// Its output published, without a job.
+    NoJobs,
+    /// A transient failure: a copy waits in a retry tier.
+    Retrying,
+    /// Parked in `relay.dead.events`.
+    DeadLettered,
+    /// Handed back to its queue (its output or its retry could not be published).
+    Requeued,
+}
+
+impl Outcome {
+    /// Every outcome, for the series created at start-up.
+    pub(crate) const ALL: [Self; 5] = [
+        Self::JobsQueued,
+        Self::NoJobs,
+        Self::Retrying,
+        Self::DeadLettered,
+        Self::Requeued,
+    ];
+
+    /// The label value.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::JobsQueued => "jobs_queued",
+            Self::NoJobs => "no_jobs",
+            Self::Retrying => "retrying",
+            Self::DeadLettered => "dead_lettered",
+            Self::Requeued => "requeued",
+        }
+    }
+}
+
 /// One handler bound to the broker.
 pub(crate) struct Runner {
     pub(crate) handler: Arc<dyn Handler>,
@@ -51,7 +88,7 @@ impl Consume for Runner {
         );
         async {
             let (disposition, outcome) = self.process(delivery).await;
-            metrics::counter!("relay_worker_events_total", "handler" => name, "outcome" => outcome)
+            metrics::counter!("relay_worker_events_total", "handler" => name, "outcome" => outcome.label())
                 .increment(1);
             disposition
         }
@@ -61,7 +98,7 @@ impl Consume for Runner {
 }
 
 impl Runner {
-    async fn process(&self, delivery: &Delivery) -> (Disposition, &'static str) {
+    async fn process(&self, delivery: &Delivery) -> (Disposition, Outcome) {
         let event = match serde_json::from_slice::<CloudEvent>(&delivery.data) {
             Ok(event) => event,
             Err(e) => {
@@ -113,12 +150,12 @@ impl Runner {
 
     /// Publishes the output with confirms; the event is acked only after all of it is
     /// confirmed.
-    async fn publish(&self, output: Output) -> (Disposition, &'static str) {
+    async fn publish(&self, output: Output) -> (Disposition, Outcome) {
         let name = self.handler.route().name;
         for job in &output.jobs {
             if let Err(error) = jobs::publish_patiently(&self.broker, job, PUBLISH_BUDGET).await {
                 tracing::warn!(%error, job_id = %job.id, "could not queue a job; the event goes back to its queue");
-                return (Disposition::Requeue, "requeued");
+                return (Disposition::Requeue, Outcome::Requeued);
             }
             tracing::info!(job_id = %job.id, destination = %job.destination, "job queued");
         }
@@ -143,7 +180,7 @@ impl Runner {
                 .await;
             if let Err(error) = published {
                 tracing::warn!(%error, timer = %queue, "could not set a timer; the event goes back to its queue");
-                return (Disposition::Requeue, "requeued");
+                return (Disposition::Requeue, Outcome::Requeued);
             }
         }
         for emitted in &output.events {
@@ -164,13 +201,13 @@ impl Runner {
                 .await;
             if let Err(error) = published {
                 tracing::warn!(%error, routing_key = %emitted.routing_key, "could not publish an event; the event goes back to its queue");
-                return (Disposition::Requeue, "requeued");
+                return (Disposition::Requeue, Outcome::Requeued);
             }
         }
         let outcome = if output.jobs.is_empty() {
-            "no_jobs"
+            Outcome::NoJobs
         } else {
-            "jobs_queued"
+            Outcome::JobsQueued
         };
         (Disposition::Ack, outcome)
     }
@@ -182,7 +219,7 @@ impl Runner {
         delivery: &Delivery,
         context: &Context,
         detail: &str,
-    ) -> (Disposition, &'static str) {
+    ) -> (Disposition, Outcome) {
         let name = self.handler.route().name;
         let table = delivery.properties.headers().clone().unwrap_or_default();
         let now_ms = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
@@ -230,21 +267,17 @@ impl Runner {
         match published {
             Ok(()) => {
                 tracing::warn!(detail, attempt = next, tier = %queue, "transient failure; the event will be retried");
-                (Disposition::Ack, "retrying")
+                (Disposition::Ack, Outcome::Retrying)
             }
             Err(error) => {
                 tracing::warn!(%error, "could not schedule the retry; the event goes back to its queue");
-                (Disposition::Requeue, "requeued")
+                (Disposition::Requeue, Outcome::Requeued)
             }
         }
     }
 
     /// Parks an event no retry can fix in `relay.dead.events`.
-    async fn park(
-        &self,
-        delivery: &Delivery,
-        failure: &HandlerError,
-    ) -> (Disposition, &'static str) {
+    async fn park(&self, delivery: &Delivery, failure: &HandlerError) -> (Disposition, Outcome) {
         let (reason, detail) = match failure {
             HandlerError::Permanent { reason, detail } => (*reason, detail.as_str()),
             HandlerError::Transient(detail) => ("transient", detail.as_str()),
@@ -262,10 +295,10 @@ impl Runner {
             .dead_letter(routing::DEAD_EVENTS_KEY, delivery, reason, extra)
             .await;
         match parked {
-            Ok(()) => (Disposition::Ack, "dead_lettered"),
+            Ok(()) => (Disposition::Ack, Outcome::DeadLettered),
             Err(error) => {
                 tracing::warn!(%error, "could not park the event; it goes back to its queue");
-                (Disposition::Requeue, "requeued")
+                (Disposition::Requeue, Outcome::Requeued)
             }
         }
     }
