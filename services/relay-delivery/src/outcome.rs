@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use relay_amqp::{Broker, FieldTable, Publish, PublishError};
+use relay_amqp::{Broker, PublishError};
 use relay_core::outcome::DeliveryOutcome;
-use relay_core::{DeliveryJob, event, routing};
+use relay_core::{DeliveryJob, routing};
 
 /// How long publishing an outcome may keep retrying through broker trouble (the job is held
 /// meanwhile; it is handed back only after that).
@@ -29,7 +29,6 @@ pub(crate) async fn publish(
     outcome: &DeliveryOutcome,
 ) -> Result<(), PublishError> {
     let event = outcome.to_event();
-    let body = serde_json::to_vec(&event).expect("a CloudEvent always serialises");
     // The handler name becomes a routing-key word; a job from elsewhere (relayctl, an old
     // version) with an odd name still gets its outcome, under `unknown`.
     let handler = if routing::is_key_word(&outcome.handler) {
@@ -38,19 +37,7 @@ pub(crate) async fn publish(
         "unknown"
     };
     let key = routing::outcome_key(outcome.succeeded, handler);
-    let published = broker
-        .publish_patiently(
-            Publish {
-                exchange: routing::EVENTS_EXCHANGE,
-                routing_key: &key,
-                message_id: &event.id,
-                content_type: event::CONTENT_TYPE,
-                body: &body,
-                headers: FieldTable::default(),
-            },
-            BUDGET,
-        )
-        .await;
+    let published = relay_amqp::events::publish_patiently(broker, &key, &event, BUDGET).await;
     let label = if outcome.succeeded { SUCCEEDED } else { FAILED };
     match &published {
         Ok(()) => {

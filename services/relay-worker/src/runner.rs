@@ -184,21 +184,13 @@ impl Runner {
             }
         }
         for emitted in &output.events {
-            let body = serde_json::to_vec(&emitted.event).expect("a CloudEvent always serialises");
-            let published = self
-                .broker
-                .publish_patiently(
-                    Publish {
-                        exchange: routing::EVENTS_EXCHANGE,
-                        routing_key: &emitted.routing_key,
-                        message_id: &emitted.event.id,
-                        content_type: event::CONTENT_TYPE,
-                        body: &body,
-                        headers: FieldTable::default(),
-                    },
-                    PUBLISH_BUDGET,
-                )
-                .await;
+            let published = relay_amqp::events::publish_patiently(
+                &self.broker,
+                &emitted.routing_key,
+                &emitted.event,
+                PUBLISH_BUDGET,
+            )
+            .await;
             if let Err(error) = published {
                 tracing::warn!(%error, routing_key = %emitted.routing_key, "could not publish an event; the event goes back to its queue");
                 return (Disposition::Requeue, Outcome::Requeued);

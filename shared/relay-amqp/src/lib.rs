@@ -13,6 +13,7 @@
 mod broker;
 pub mod consumer;
 pub mod depth;
+pub mod events;
 pub mod headers;
 pub mod jobs;
 mod publish;

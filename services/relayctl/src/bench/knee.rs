@@ -20,7 +20,7 @@ use lapin::types::FieldTable;
 use relay_core::routing;
 use serde::Serialize;
 
-use super::env::Service;
+use super::env::{Service, cpu_seconds, memory_mib};
 use super::load::{self, Latency};
 use super::sink::RecordingSink;
 
@@ -134,26 +134,6 @@ fn broker_pid() -> Option<u32> {
         })
 }
 
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
-        .sum();
-    ticks / 100.0
-}
-
-fn status_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// CPU seconds of each watched process now.
 fn cpu_now(watched: &[Watched]) -> Vec<f64> {
     watched.iter().map(|w| cpu_seconds(w.pid)).collect()
@@ -166,8 +146,8 @@ fn usage(watched: &[Watched], before: &[f64], seconds: f64) -> Vec<Usage> {
         .map(|(w, b)| Usage {
             process: w.name.clone(),
             cores: (cpu_seconds(w.pid) - b) / seconds.max(0.001),
-            rss_mib: status_mib(w.pid, "VmRSS:"),
-            peak_rss_mib: status_mib(w.pid, "VmHWM:"),
+            rss_mib: memory_mib(w.pid, "VmRSS:"),
+            peak_rss_mib: memory_mib(w.pid, "VmHWM:"),
         })
         .collect()
 }

@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use relay_amqp::{Broker, FieldTable, Publish};
+use relay_amqp::Broker;
 use relay_core::config::Config;
-use relay_core::{CloudEvent, event, ids, routing};
+use relay_core::{CloudEvent, ids, routing};
 use relay_store::Store;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -148,21 +148,9 @@ async fn publish(broker: &Broker, observation: &Observation, bucket: u128) {
     let mut event = CloudEvent::new(id, format!("relay/{NAME}"), CONDITION_TYPE.to_owned(), data)
         .with_subject(observation.subject.clone());
     event.time = observation.at;
-    let body = serde_json::to_vec(&event).expect("a CloudEvent always serialises");
     let key = routing::condition_key(&observation.kind);
-    let published = broker
-        .publish_patiently(
-            Publish {
-                exchange: routing::EVENTS_EXCHANGE,
-                routing_key: &key,
-                message_id: &event.id,
-                content_type: event::CONTENT_TYPE,
-                body: &body,
-                headers: FieldTable::default(),
-            },
-            PUBLISH_BUDGET,
-        )
-        .await;
+    let published =
+        relay_amqp::events::publish_patiently(broker, &key, &event, PUBLISH_BUDGET).await;
     if let Err(error) = published {
         tracing::debug!(%error, subject = observation.subject, "could not publish an observation");
     }
