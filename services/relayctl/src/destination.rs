@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use clap::Subcommand;
-use relay_core::config::{Config, DestinationConfig};
+use relay_core::config::Config;
 use relay_store::{Disabled, Store};
 
 /// `relayctl destination …`.
@@ -115,7 +115,7 @@ pub(crate) fn render(
         let _ = writeln!(out, "{name}");
         let _ = writeln!(out, "  url        {}", d.url);
         let _ = writeln!(out, "  signing    {signing}");
-        let _ = writeln!(out, "  secret     {}", secret_source(d, now));
+        let _ = writeln!(out, "  secret     {}", d.secret_source(now));
         let _ = writeln!(out, "  state      {state}");
     }
     let unknown: Vec<&String> = disabled
@@ -136,38 +136,10 @@ pub(crate) fn render(
     out
 }
 
-fn secret_source(d: &DestinationConfig, now: SystemTime) -> String {
-    if let Some(path) = &d.secret_file {
-        let age = std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|at| now.duration_since(at).ok());
-        return match age {
-            Some(age) => format!(
-                "file {} (changed {} ago)",
-                path.display(),
-                relay_core::duration::label(Duration::from_secs(age.as_secs()))
-            ),
-            None => format!("file {} (unreadable here)", path.display()),
-        };
-    }
-    match &d.secret_env {
-        Some(env) => {
-            let state = if env.value().is_some() {
-                "set"
-            } else {
-                "not set here"
-            };
-            format!("${} ({state})", env.var())
-        }
-        None => "none".to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use relay_core::config::{EnvSecret, Signing};
+    use relay_core::config::{DestinationConfig, EnvSecret, Signing};
     use std::collections::BTreeMap;
 
     #[test]

@@ -12,6 +12,7 @@
 //! | `relay.deliveries` | fanout exchange + quorum queue, delivery limit, dead-letter to `relay.dead` (`deliveries`) |
 //! | `relay.retry.<delay>` | quorum queue, `x-message-ttl`, dead-letter back to `relay.deliveries` |
 //! | `relay.dead` | direct exchange + quorum queues `relay.dead.events`, `relay.dead.deliveries` |
+//! | `relay.parked.index` | quorum queue bound to `relay.unrouted` and to `relay.dead` (`events`, `deliveries`): a copy of everything parked, for the parked index; bounded by length, bytes and TTL, oldest dropped |
 //! | `relay.probe` | quorum queue of at most one message: a publisher's health probe |
 //!
 //! Declaring a queue that exists with *different* arguments fails with `PRECONDITION_FAILED`:
@@ -26,6 +27,14 @@ use lapin::{
 };
 use relay_core::config::Config;
 use relay_core::routing::{self, HandlerRoute};
+
+/// `x-max-length` of `relay.parked.index`: past it the oldest copy is dropped.
+pub const PARKED_INDEX_MAX_LENGTH: i64 = 200_000;
+/// `x-max-length-bytes` of `relay.parked.index` (copies carry their bodies): 256 MiB.
+pub const PARKED_INDEX_MAX_BYTES: i64 = 256 * 1024 * 1024;
+/// `x-message-ttl` of `relay.parked.index`: how long a copy waits for an indexer (a console
+/// that is down for less than this misses nothing).
+pub const PARKED_INDEX_TTL: Duration = Duration::from_secs(7 * 86_400);
 
 /// Declaring one name failed.
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +183,32 @@ impl Topology {
         ] {
             declare_queue(channel, queue, quorum()).await?;
             bind(channel, queue, routing::DEAD_EXCHANGE, key, None).await?;
+        }
+
+        // A copy of everything parked, for the index a console pages through
+        // (relay-parked). A quorum queue like every other, so a copy survives a node loss;
+        // but bounded, and by dropping its oldest copies (never `reject-publish`): with no
+        // console reading it, it must neither grow without limit nor ever refuse a copy,
+        // which would nack the parking itself (a publish confirms only once every queue it
+        // reaches has taken it). A dropped copy costs an index entry, never a message.
+        let mut index = quorum();
+        index.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(PARKED_INDEX_MAX_LENGTH),
+        );
+        index.insert(
+            "x-max-length-bytes".into(),
+            AMQPValue::LongLongInt(PARKED_INDEX_MAX_BYTES),
+        );
+        index.insert("x-overflow".into(), text("drop-head"));
+        index.insert("x-message-ttl".into(), millis(PARKED_INDEX_TTL));
+        declare_queue(channel, routing::PARKED_INDEX_QUEUE, index).await?;
+        for (exchange, key) in [
+            (routing::UNROUTED, ""),
+            (routing::DEAD_EXCHANGE, routing::DEAD_EVENTS_KEY),
+            (routing::DEAD_EXCHANGE, routing::DEAD_DELIVERIES_KEY),
+        ] {
+            bind(channel, routing::PARKED_INDEX_QUEUE, exchange, key, None).await?;
         }
 
         // Where a publisher that had to reopen its channel proves the new one works: a quorum

@@ -16,6 +16,10 @@ pub const DEAD_DELIVERIES_QUEUE: &str = "relay.dead.deliveries";
 pub const DEAD_EVENTS_KEY: &str = "events";
 /// Routing key on [`DEAD_EXCHANGE`] towards [`DEAD_DELIVERIES_QUEUE`].
 pub const DEAD_DELIVERIES_KEY: &str = "deliveries";
+/// Quorum queue that receives a copy of everything parked (bound to [`UNROUTED`] and to
+/// [`DEAD_EXCHANGE`] with both keys), for the parked index an operator's console pages
+/// through. Bounded by length and age: nothing is lost if no console reads it.
+pub const PARKED_INDEX_QUEUE: &str = "relay.parked.index";
 
 /// A handler of the worker: its queue and the routing patterns it is bound with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

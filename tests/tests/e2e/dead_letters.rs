@@ -1,8 +1,13 @@
 //! `relayctl dead` against the real broker, run as the operator runs it (the `relayctl`
 //! binary): replays at a rate cap that lose nothing, filtered purges and listings that leave
-//! the rest in order, and unrouted events that reach a handler enabled after they arrived.
+//! the rest in order, unrouted events that reach a handler enabled after they arrived, and the
+//! parked index (the console's) losing the entries of what a replay or a purge removed.
 //! Messages are parked the way the relay parks them: published to `relay.dead` with the
 //! relay's headers.
+//!
+//! The index itself (filled by its indexer, paged through with cursors and filters, 100,000
+//! entries paged within a bound) is tested in relay-parked's own tests (`shared/relay-parked/
+//! tests/`), on the same broker and Redis and isolated the same way.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -489,4 +494,118 @@ async fn unrouted_events_replayed_after_their_handler_is_enabled_reach_it() {
     assert_eq!(drain(&channel, "relay.unrouted").await, ["shop-1"]);
     delivery.stop().await;
     worker.stop().await;
+}
+
+/// The parked index's entry of `id` in `relay.dead.deliveries`, as the console's indexer
+/// files one (relay-store's `parked` keys): a sorted-set member and its record.
+async fn index_entry(env: &TestEnv, redis: &mut redis::aio::MultiplexedConnection, id: &str) {
+    let prefix = &env.config.redis.key_prefix;
+    let now_ms = now() * 1000;
+    let _: () = redis::pipe()
+        .cmd("ZADD")
+        .arg(format!("{prefix}parked:index:relay.dead.deliveries"))
+        .arg(now_ms)
+        .arg(id)
+        .cmd("SET")
+        .arg(format!("{prefix}parked:facts:relay.dead.deliveries:{id}"))
+        .arg(serde_json::json!({ "id": id, "queue": "relay.dead.deliveries" }).to_string())
+        .arg("PX")
+        .arg(60_000)
+        .query_async(redis)
+        .await
+        .unwrap();
+}
+
+/// Which of `ids` the parked index still holds (member and record both).
+async fn indexed(
+    env: &TestEnv,
+    redis: &mut redis::aio::MultiplexedConnection,
+    ids: &[&str],
+) -> Vec<String> {
+    let prefix = &env.config.redis.key_prefix;
+    let mut held = Vec::new();
+    for id in ids {
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg(format!("{prefix}parked:index:relay.dead.deliveries"))
+            .arg(*id)
+            .query_async(redis)
+            .await
+            .unwrap();
+        let record: bool = redis::cmd("EXISTS")
+            .arg(format!("{prefix}parked:facts:relay.dead.deliveries:{id}"))
+            .query_async(redis)
+            .await
+            .unwrap();
+        assert_eq!(
+            score.is_some(),
+            record,
+            "{id}: member and record go together"
+        );
+        if record {
+            held.push((*id).to_owned());
+        }
+    }
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_and_purge_remove_their_entries_from_the_parked_index() {
+    let env = TestEnv::new();
+    env.declare_topology().await;
+    let parcels: Vec<Parcel> = (0..4)
+        .map(|n| {
+            let destination = if n % 2 == 0 { "alerts" } else { "helpdesk" };
+            dead_job(n, destination, "http_status")
+        })
+        .collect();
+    park(&env, &parcels).await;
+    let mut redis = env.redis().await;
+    let ids = ["job-0000", "job-0001", "job-0002", "job-0003", "job-ghost"];
+    for id in ids {
+        index_entry(&env, &mut redis, id).await;
+    }
+    assert_eq!(indexed(&env, &mut redis, &ids).await, ids);
+
+    // A dry run changes nothing, in the index neither.
+    let (ok, out) = env
+        .relayctl(&["dead", "purge", "--destination", "alerts", "--dry-run"])
+        .await;
+    assert!(ok, "{out}");
+    assert_eq!(indexed(&env, &mut redis, &ids).await, ids);
+
+    let (ok, out) = env
+        .relayctl(&["dead", "purge", "--destination", "helpdesk", "--yes"])
+        .await;
+    assert!(ok, "relayctl dead purge: {out}");
+    assert!(out.contains("purged 2 of 4"), "{out}");
+    assert_eq!(
+        indexed(&env, &mut redis, &ids).await,
+        ["job-0000", "job-0002", "job-ghost"]
+    );
+
+    let (ok, out) = env.relayctl(&["dead", "replay", "--id", "job-0000"]).await;
+    assert!(ok, "relayctl dead replay: {out}");
+    assert!(out.contains("replayed 1 of 2"), "{out}");
+    assert_eq!(
+        indexed(&env, &mut redis, &ids).await,
+        ["job-0002", "job-ghost"]
+    );
+
+    // An id the index lists but the queue no longer holds: the walk finds nothing, and the
+    // entry goes.
+    let (ok, out) = env
+        .relayctl(&["dead", "purge", "--id", "job-ghost", "--yes"])
+        .await;
+    assert!(!ok, "nothing to purge is reported: {out}");
+    assert!(
+        out.contains("no message in relay.dead.deliveries has id job-ghost"),
+        "{out}"
+    );
+    assert_eq!(indexed(&env, &mut redis, &ids).await, ["job-0002"]);
+    let channel = env.channel().await;
+    assert_eq!(
+        drain(&channel, "relay.dead.deliveries").await,
+        ["job-0002"],
+        "the queue agrees"
+    );
 }

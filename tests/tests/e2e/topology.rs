@@ -112,6 +112,22 @@ async fn topology_is_idempotent_and_matches_the_design() {
             .await
             .unwrap_or_else(|e| panic!("{q}: {e}"));
     }
+    // A copy of everything parked, bounded so that it never refuses one (drop-head) and never
+    // grows without a reader.
+    let mut index = quorum.clone();
+    index.insert("x-max-length".into(), AMQPValue::LongLongInt(200_000));
+    index.insert(
+        "x-max-length-bytes".into(),
+        AMQPValue::LongLongInt(256 * 1024 * 1024),
+    );
+    index.insert("x-overflow".into(), text("drop-head"));
+    index.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongLongInt(7 * 86_400 * 1000),
+    );
+    redeclare(&channel, "relay.parked.index", index)
+        .await
+        .expect("relay.parked.index is a bounded quorum queue");
     let mut ae = FieldTable::default();
     ae.insert("alternate-exchange".into(), text("relay.unrouted"));
     let durable = ExchangeDeclareOptions {
@@ -286,4 +302,88 @@ async fn a_disabled_handler_stops_collecting_and_handler_messages_reach_their_qu
         2,
         "the disabled handler's queue keeps its messages and takes no more"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_parked_is_copied_to_the_parked_index_with_where_it_went() {
+    let mut env = TestEnv::new();
+    env.config.worker.min_balance_alert = None;
+    env.declare_topology().await;
+    let channel = env.channel().await;
+    channel
+        .confirm_select(Default::default())
+        .await
+        .expect("confirms");
+
+    // Parked by the relay (either lot), unrouted straight or as an alternate exchange.
+    publish(
+        &channel,
+        "relay.dead",
+        "deliveries",
+        FieldTable::default(),
+        b"job",
+    )
+    .await;
+    publish(
+        &channel,
+        "relay.dead",
+        "events",
+        FieldTable::default(),
+        b"event",
+    )
+    .await;
+    publish(
+        &channel,
+        "relay.unrouted",
+        "",
+        FieldTable::default(),
+        b"direct",
+    )
+    .await;
+    publish(
+        &channel,
+        "relay.events",
+        "shop.order",
+        FieldTable::default(),
+        b"nobody",
+    )
+    .await;
+    let mut to_nobody = FieldTable::default();
+    to_nobody.insert("relay-handler".into(), text("min-balance-alert"));
+    publish(&channel, "relay.handlers", "", to_nobody, b"off").await;
+
+    let mut copies = Vec::new();
+    while let Some(copy) = env
+        .next_message(&channel, "relay.parked.index", Duration::from_secs(5))
+        .await
+    {
+        let d = copy.delivery;
+        copies.push((
+            String::from_utf8(d.data).unwrap(),
+            d.exchange.as_str().to_owned(),
+            d.routing_key.as_str().to_owned(),
+        ));
+        if copies.len() == 5 {
+            break;
+        }
+    }
+    let copy = |body: &str, exchange: &str, key: &str| {
+        (body.to_owned(), exchange.to_owned(), key.to_owned())
+    };
+    // A message that reached relay.unrouted as the alternate exchange keeps the exchange and
+    // key it was published with (the indexer reads the queue from them).
+    assert_eq!(
+        copies,
+        [
+            copy("job", "relay.dead", "deliveries"),
+            copy("event", "relay.dead", "events"),
+            copy("direct", "relay.unrouted", ""),
+            copy("nobody", "relay.events", "shop.order"),
+            copy("off", "relay.handlers", ""),
+        ]
+    );
+    // The parking lots and relay.unrouted still hold their own.
+    assert_eq!(env.queue_len(&channel, "relay.dead.deliveries").await, 1);
+    assert_eq!(env.queue_len(&channel, "relay.dead.events").await, 1);
+    assert_eq!(env.queue_len(&channel, "relay.unrouted").await, 3);
 }

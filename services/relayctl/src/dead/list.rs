@@ -2,13 +2,10 @@
 //! (or JSON object) each for `list`, with headers and body for `show`. Nothing is removed.
 
 use relay_core::config::Config;
+use relay_parked::show::{body_text, headers_json};
+use relay_parked::{Facts, Filter, Parked, Queue, Scan};
 use serde::Serialize;
 use serde_json::Value;
-
-use super::Queue;
-use super::filter::Filter;
-use super::message::{self, Facts};
-use super::scan::{Parked, Scan};
 
 /// `show` cuts bodies longer than this unless `--full`.
 const BODY_LIMIT: usize = 4096;
@@ -31,9 +28,9 @@ pub(crate) async fn list(
     json: bool,
 ) -> anyhow::Result<()> {
     let filtered = !filter.is_empty();
-    let mut scan = Scan::open(config, queue, filter).await?;
+    let mut scan = Scan::open(&config.amqp.url, queue, filter).await?;
     if !json {
-        println!("{}: {} message(s)", queue.name(), scan.total);
+        println!("{}: {} message(s)", queue.name(), scan.total());
     }
     let mut shown = 0;
     while shown < limit {
@@ -43,7 +40,7 @@ pub(crate) async fn list(
         print_facts(&parked.facts, json);
         shown += 1;
     }
-    let more = shown == limit && scan.scanned() < scan.total;
+    let more = shown == limit && scan.scanned() < scan.total();
     scan.close().await?;
     if !json {
         match (filtered, more) {
@@ -65,7 +62,7 @@ pub(crate) async fn show(
     json: bool,
 ) -> anyhow::Result<()> {
     let id = filter.id.clone();
-    let mut scan = Scan::open(config, queue, filter).await?;
+    let mut scan = Scan::open(&config.amqp.url, queue, filter).await?;
     let mut shown = 0;
     while shown < limit {
         let Some(parked) = scan.next().await? else {
@@ -108,10 +105,10 @@ struct Shown<'a> {
 
 fn show_json(parked: &Parked, full: bool) -> String {
     let properties = &parked.delivery.properties;
-    let (body, body_truncated) = message::body_text(&parked.delivery.data, false, limit(full));
+    let (body, body_truncated) = body_text(&parked.delivery.data, false, limit(full));
     let shown = Shown {
         facts: &parked.facts,
-        headers: message::headers_json(properties.headers().as_ref()),
+        headers: headers_json(properties.headers().as_ref()),
         content_type: properties.content_type().as_ref().map(|s| s.to_string()),
         body,
         body_truncated,
@@ -125,7 +122,7 @@ fn show_text(parked: &Parked, full: bool) -> String {
     let properties = &parked.delivery.properties;
     let mut out = format!("{}\n", facts.line());
     out.push_str("  headers:\n");
-    if let Value::Object(headers) = message::headers_json(properties.headers().as_ref()) {
+    if let Value::Object(headers) = headers_json(properties.headers().as_ref()) {
         for (key, value) in headers {
             let value = match value {
                 Value::String(text) => text,
@@ -139,7 +136,7 @@ fn show_text(parked: &Parked, full: bool) -> String {
         .as_ref()
         .map_or_else(|| "-".to_owned(), |s| s.to_string());
     let _ = writeln!(out, "  body ({} bytes, {content_type}):", facts.body_size);
-    let (body, cut) = message::body_text(&parked.delivery.data, true, limit(full));
+    let (body, cut) = body_text(&parked.delivery.data, true, limit(full));
     for line in body.lines() {
         let _ = writeln!(out, "    {line}");
     }

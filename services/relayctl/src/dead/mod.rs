@@ -5,31 +5,30 @@
 //! `relay.unrouted` (events no handler takes). `list` and `show` read them without removing
 //! anything, `replay` sends matching messages back (confirmed, then acked, at a rate cap),
 //! `purge` removes matching messages after a confirmation. Every command walks the queue the
-//! same way ([`scan`]): what it does not act on is handed back untouched and in order.
+//! same way ([`relay_parked::Scan`]): what it does not act on is handed back untouched and in
+//! order. Replay and purge also remove what they acked from the parked index (the console's).
 //!
-//! * [`filter`]: `--id`, `--destination`, `--type`, `--reason`, `--since` (pure).
-//! * [`message`]: what is read of a parked message, and how it is shown (pure).
-//! * [`scan`]: the walk over a queue.
+//! The work is relay-parked's; this module is the command line around it: the arguments,
+//! what is printed, the progress bar and the confirmation.
+//!
 //! * [`list`]: `list` and `show`; [`replay`]; [`purge`].
 
-mod filter;
 mod list;
-mod message;
 mod purge;
 mod replay;
-mod scan;
+
+use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use lapin::Channel;
 use relay_core::config::Config;
-use relay_core::routing;
+use relay_parked::{Filter, Index, Queue};
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
-use filter::Filter;
-
-/// A queue of parked messages.
+/// A queue of parked messages, as `--queue` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Queue {
+enum QueueName {
     /// `relay.dead.deliveries`: jobs delivery gave up on.
     DeadDeliveries,
     /// `relay.dead.events`: events a handler could not process.
@@ -38,13 +37,12 @@ pub(crate) enum Queue {
     Unrouted,
 }
 
-impl Queue {
-    /// The queue's name on the broker.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Queue::DeadDeliveries => routing::DEAD_DELIVERIES_QUEUE,
-            Queue::DeadEvents => routing::DEAD_EVENTS_QUEUE,
-            Queue::Unrouted => routing::UNROUTED,
+impl From<QueueName> for Queue {
+    fn from(name: QueueName) -> Self {
+        match name {
+            QueueName::DeadDeliveries => Queue::DeadDeliveries,
+            QueueName::DeadEvents => Queue::DeadEvents,
+            QueueName::Unrouted => Queue::Unrouted,
         }
     }
 }
@@ -61,7 +59,7 @@ enum Lot {
 pub(crate) struct Select {
     /// The queue to read.
     #[arg(long, value_enum, default_value = "dead-deliveries")]
-    queue: Queue,
+    queue: QueueName,
     /// Former name of `--queue`: `deliveries` or `events`.
     #[arg(long, value_enum, hide = true, conflicts_with = "queue")]
     lot: Option<Lot>,
@@ -89,7 +87,7 @@ impl Select {
         match self.lot {
             Some(Lot::Deliveries) => Queue::DeadDeliveries,
             Some(Lot::Events) => Queue::DeadEvents,
-            None => self.queue,
+            None => self.queue.into(),
         }
     }
 
@@ -105,7 +103,7 @@ impl Select {
 }
 
 fn since(text: &str) -> Result<OffsetDateTime, String> {
-    filter::parse_since(text, OffsetDateTime::now_utc())
+    relay_parked::parse_since(text, OffsetDateTime::now_utc())
 }
 
 #[derive(Subcommand)]
@@ -151,7 +149,7 @@ pub(crate) enum DeadCommand {
         limit: Option<usize>,
         /// Most messages per second (`50/s`, `200`, `600/m`).
         #[arg(long, default_value = "50/s")]
-        rate: replay::Rate,
+        rate: relay_parked::Rate,
         /// Show what would be replayed; change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -248,6 +246,22 @@ pub(crate) async fn run(config: &Config, command: DeadCommand) -> anyhow::Result
             };
             purge::run(config, args).await
         }
+    }
+}
+
+/// The parked index on the configured Redis, for a replay or a purge to remove what it acked;
+/// `None`, with a note, when Redis does not answer in time (the index is the console's
+/// accelerator: nothing parked depends on it). Redis is let go when `stop` is cancelled.
+async fn index(config: &Config, stop: &CancellationToken) -> Option<Index> {
+    let readiness = relay_telemetry::Readiness::new();
+    let store = relay_store::Store::start(&config.redis, &readiness, stop.clone());
+    if store.wait_connected(Duration::from_secs(2)).await {
+        Some(Index::new(store, config))
+    } else {
+        eprintln!(
+            "note: Redis does not answer (check redis.url): the parked index is left as it is"
+        );
+        None
     }
 }
 

@@ -1,18 +1,17 @@
-//! `dead purge`: remove matching parked messages for good.
+//! `dead purge`: remove matching parked messages for good, after a confirmation.
 //!
-//! The walk takes every message and holds them all; only after the operator confirms (or
-//! `--yes`) are the matching ones acked, which removes them. Until then nothing has changed: a
-//! "no" or an error hands everything back in its order, and so does a crash (in no particular
-//! order then: see [`super::scan`]).
+//! [`relay_parked::purge::select`] takes every message and holds the matching ones; only
+//! after the operator confirms (or `--yes`) are they acked, which removes them. Until then
+//! nothing has changed: a "no" or an error hands everything back in its order, and so does a
+//! crash (in no particular order then: see [`relay_parked::Scan`]).
 
 use std::io::{IsTerminal as _, Write as _};
 
 use relay_core::config::Config;
+use relay_parked::{Filter, Queue, Selection};
+use tokio_util::sync::CancellationToken;
 
-use super::Queue;
-use super::filter::Filter;
 use super::list::print_facts;
-use super::scan::{Parked, Scan};
 
 /// How many of the messages to purge are listed before the question.
 const PREVIEW: usize = 20;
@@ -28,22 +27,33 @@ pub(crate) struct PurgeArgs {
 }
 
 pub(crate) async fn run(config: &Config, args: PurgeArgs) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    let result = purge(config, args, &stop).await;
+    stop.cancel();
+    result
+}
+
+async fn purge(config: &Config, args: PurgeArgs, stop: &CancellationToken) -> anyhow::Result<()> {
     let queue = args.queue.name();
     let id = args.filter.id.clone();
-    let limit = args.limit.unwrap_or(usize::MAX);
-    let mut scan = Scan::open(config, args.queue, args.filter).await?;
-    let mut held: Vec<Parked> = Vec::new();
-    while held.len() < limit {
-        let Some(mut parked) = scan.next().await? else {
-            break;
-        };
-        // Only its facts are needed from here on.
-        parked.delivery.data = Vec::new();
-        held.push(parked);
-    }
-    let total = scan.total;
-    if held.is_empty() {
-        scan.close().await?;
+    // A dry run changes nothing, in the index neither.
+    let index = if args.dry_run {
+        None
+    } else {
+        super::index(config, stop).await
+    };
+    let selection = relay_parked::purge::select(
+        &config.amqp.url,
+        args.queue,
+        args.filter,
+        args.limit,
+        index,
+        &mut (),
+    )
+    .await?;
+    let total = selection.total();
+    if selection.is_empty() {
+        selection.release().await?;
         if let Some(id) = id {
             anyhow::bail!("no message in {queue} has id {id}");
         }
@@ -51,60 +61,63 @@ pub(crate) async fn run(config: &Config, args: PurgeArgs) -> anyhow::Result<()> 
         return Ok(());
     }
     if args.dry_run {
-        for parked in &held {
-            print_facts(&parked.facts, args.json);
+        for facts in selection.facts() {
+            print_facts(facts, args.json);
         }
-        scan.close().await?;
+        let selected = selection.len();
+        selection.release().await?;
         if !args.json {
             println!(
-                "would purge {} of {total} message(s) in {queue} (dry run: nothing changed)",
-                held.len()
+                "would purge {selected} of {total} message(s) in {queue} (dry run: nothing changed)"
             );
         }
         return Ok(());
     }
     if !args.yes {
-        match confirm(queue, &held).await {
+        match confirm(queue, &selection).await {
             Ok(true) => {}
             Ok(false) => {
-                scan.close().await?;
+                selection.release().await?;
                 println!("nothing purged");
                 return Ok(());
             }
             Err(error) => {
-                scan.close().await?;
+                selection.release().await?;
                 return Err(error);
             }
         }
     }
-    for parked in &held {
-        scan.ack(parked).await?;
-    }
-    scan.close().await?;
+    let purged = selection.purge(&mut ()).await?;
     println!(
         "purged {} of {total} message(s) in {queue}; {} left there",
-        held.len(),
-        (total as usize).saturating_sub(held.len())
+        purged.purged,
+        (total as usize).saturating_sub(purged.purged)
     );
+    if purged.unforgotten > 0 {
+        eprintln!(
+            "note: {} purged message(s) could not be removed from the parked index (Redis); they expire from it in time",
+            purged.unforgotten
+        );
+    }
     Ok(())
 }
 
 /// Lists what is about to go and asks on the terminal; refuses without one.
-async fn confirm(queue: &str, held: &[Parked]) -> anyhow::Result<bool> {
+async fn confirm(queue: &str, selection: &Selection) -> anyhow::Result<bool> {
     anyhow::ensure!(
         std::io::stdin().is_terminal(),
         "purging {} message(s) from {queue} needs a confirmation: run it on a terminal or pass --yes",
-        held.len()
+        selection.len()
     );
-    for parked in held.iter().take(PREVIEW) {
-        print_facts(&parked.facts, false);
+    for facts in selection.facts().take(PREVIEW) {
+        print_facts(facts, false);
     }
-    if held.len() > PREVIEW {
-        println!("  … and {} more", held.len() - PREVIEW);
+    if selection.len() > PREVIEW {
+        println!("  … and {} more", selection.len() - PREVIEW);
     }
     print!(
         "purge these {} message(s) from {queue} for good? [y/N] ",
-        held.len()
+        selection.len()
     );
     std::io::stdout().flush()?;
     // Read off the async threads: the broker connection keeps its heartbeats meanwhile.

@@ -1,15 +1,14 @@
-//! What relayctl reads of a parked message: its [`Facts`] (why, where to, when, how big) from
-//! the relay's headers, the broker's `x-death` record and the body, and how they are shown.
-//! Pure functions over AMQP properties, tested without a broker.
+//! What is read of a parked message: its [`Facts`] (why, where to, when, how big) from the
+//! relay's headers, the broker's `x-death` record and the body. Pure functions over AMQP
+//! properties, tested without a broker.
 
 use lapin::BasicProperties;
 use relay_amqp::{AMQPValue, FieldTable, headers};
 use relay_core::routing;
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::Queue;
+use crate::Queue;
 
 /// The broker's dead-letter record, newest death first.
 const X_DEATH: &str = "x-death";
@@ -18,39 +17,40 @@ const FIRST_DEATH_REASON: &str = "x-first-death-reason";
 /// The queue the broker first dead-lettered the message from.
 const FIRST_DEATH_QUEUE: &str = "x-first-death-queue";
 
-/// One parked message, as `list --json` prints it.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Facts {
+/// What is known of one parked message, without its body; as `relayctl dead list --json`
+/// prints it (the fields marked `skip` are not printed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Facts {
     /// AMQP `message_id`: the event or job id.
-    pub(crate) id: Option<String>,
-    /// The queue it sits in.
-    pub(crate) queue: &'static str,
+    pub id: Option<String>,
+    /// The queue it sits in (printed as its name on the broker).
+    pub queue: Queue,
     /// Why it is parked (see [`reason`]).
-    pub(crate) reason: Option<String>,
+    pub reason: Option<String>,
     /// The broker's own reason, when the broker parked it.
     #[serde(skip)]
-    pub(crate) broker_reason: Option<String>,
+    pub broker_reason: Option<String>,
     /// The failure in words (`x-relay-detail`).
-    pub(crate) detail: Option<String>,
+    pub detail: Option<String>,
     /// HTTP status of a job's last attempt.
-    pub(crate) status: Option<i64>,
+    pub status: Option<i64>,
     /// Attempts made (`x-relay-attempt`).
-    pub(crate) attempts: Option<i64>,
+    pub attempts: Option<i64>,
     /// A job's destination.
-    pub(crate) destination: Option<String>,
+    pub destination: Option<String>,
     /// The routing key an event was published with (what a replay publishes it with again).
-    pub(crate) routing_key: Option<String>,
+    pub routing_key: Option<String>,
     /// The CloudEvent `type` of an event.
     #[serde(rename = "type")]
-    pub(crate) ty: Option<String>,
+    pub ty: Option<String>,
     /// When it was parked (see [`parked_at`]).
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub(crate) time: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub time: Option<OffsetDateTime>,
     /// Body length in bytes.
-    pub(crate) body_size: usize,
+    pub body_size: usize,
     /// The handler an event was for when it was parked or sent on (`relay-handler`).
     #[serde(skip)]
-    pub(crate) handler: Option<String>,
+    pub handler: Option<String>,
 }
 
 /// The fields read from a body without knowing whether it is an event or a job.
@@ -63,7 +63,7 @@ struct Peek {
 
 impl Facts {
     /// Reads a message got from `queue` with `routing_key`.
-    pub(crate) fn read(
+    pub fn read(
         queue: Queue,
         properties: &BasicProperties,
         routing_key: &str,
@@ -90,7 +90,7 @@ impl Facts {
                 .as_ref()
                 .map(|s| s.to_string())
                 .filter(|s| !s.is_empty()),
-            queue: queue.name(),
+            queue,
             reason: reason(table),
             broker_reason: text(FIRST_DEATH_REASON),
             detail: text(headers::DETAIL),
@@ -105,8 +105,8 @@ impl Facts {
         }
     }
 
-    /// One line (and the detail under it) for `list`.
-    pub(crate) fn line(&self) -> String {
+    /// One line (and the detail under it), as `relayctl dead list` prints it.
+    pub fn line(&self) -> String {
         let or_dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
         let number = |value: Option<i64>| value.map_or_else(|| "-".to_owned(), |v| v.to_string());
         let time = self.time.and_then(|t| {
@@ -135,7 +135,7 @@ impl Facts {
 
 /// Why a message is parked: the relay's own reason, or, for what the broker parked by itself
 /// (a delivery limit, a rejection, an expiry), the broker's `x-first-death-reason` and queue.
-pub(crate) fn reason(table: Option<&FieldTable>) -> Option<String> {
+pub fn reason(table: Option<&FieldTable>) -> Option<String> {
     if let Some(reason) = headers::get_str(table, headers::REASON) {
         return Some(reason);
     }
@@ -148,10 +148,7 @@ pub(crate) fn reason(table: Option<&FieldTable>) -> Option<String> {
 /// (AMQP `timestamp`); the broker dead-letters the message itself, keeping its original
 /// timestamp and recording the time of death in `x-death`. A message in `relay.unrouted` has
 /// the time it was published.
-pub(crate) fn parked_at(
-    table: Option<&FieldTable>,
-    timestamp: Option<u64>,
-) -> Option<OffsetDateTime> {
+pub fn parked_at(table: Option<&FieldTable>, timestamp: Option<u64>) -> Option<OffsetDateTime> {
     let stamped = timestamp.and_then(seconds);
     let died = last_death(table)
         .and_then(|death| match death.inner().get("time") {
@@ -167,74 +164,6 @@ pub(crate) fn parked_at(
     }
 }
 
-/// The body as text for `show`: JSON pretty-printed, other bytes as (lossy) UTF-8, cut to
-/// `limit` bytes (at a character boundary) unless `None`. Returns the text and whether it was
-/// cut.
-pub(crate) fn body_text(body: &[u8], pretty: bool, limit: Option<usize>) -> (String, bool) {
-    let text = match serde_json::from_slice::<Value>(body) {
-        Ok(value) if pretty => serde_json::to_string_pretty(&value).unwrap_or_else(|_| lossy(body)),
-        _ => lossy(body),
-    };
-    match limit {
-        Some(limit) if text.len() > limit => {
-            let mut end = limit;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            (text[..end].to_owned(), true)
-        }
-        _ => (text, false),
-    }
-}
-
-/// The headers as a JSON object, AMQP types mapped to their JSON counterparts (timestamps as
-/// RFC 3339 text).
-pub(crate) fn headers_json(table: Option<&FieldTable>) -> Value {
-    let Some(table) = table else {
-        return json!({});
-    };
-    Value::Object(
-        table
-            .inner()
-            .iter()
-            .map(|(key, value)| (key.as_str().to_owned(), amqp_json(value)))
-            .collect(),
-    )
-}
-
-fn amqp_json(value: &AMQPValue) -> Value {
-    match value {
-        AMQPValue::Boolean(v) => json!(v),
-        AMQPValue::ShortShortInt(v) => json!(v),
-        AMQPValue::ShortShortUInt(v) => json!(v),
-        AMQPValue::ShortInt(v) => json!(v),
-        AMQPValue::ShortUInt(v) => json!(v),
-        AMQPValue::LongInt(v) => json!(v),
-        AMQPValue::LongUInt(v) => json!(v),
-        AMQPValue::LongLongInt(v) => json!(v),
-        AMQPValue::Float(v) => json!(v),
-        AMQPValue::Double(v) => json!(v),
-        AMQPValue::DecimalValue(d) => {
-            json!(f64::from(d.value) / 10f64.powi(i32::from(d.scale)))
-        }
-        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => {
-            json!(as_text(value).unwrap_or_default())
-        }
-        AMQPValue::ByteArray(bytes) => json!(lossy(bytes.as_slice())),
-        AMQPValue::Timestamp(t) => seconds(*t)
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .map_or_else(|| json!(t), Value::String),
-        AMQPValue::FieldArray(values) => {
-            Value::Array(values.as_slice().iter().map(amqp_json).collect())
-        }
-        AMQPValue::FieldTable(table) => headers_json(Some(table)),
-        AMQPValue::Void => Value::Null,
-    }
-}
-
 /// The newest entry of the broker's `x-death` record.
 fn last_death(table: Option<&FieldTable>) -> Option<&FieldTable> {
     match table?.inner().get(X_DEATH)? {
@@ -246,7 +175,7 @@ fn last_death(table: Option<&FieldTable>) -> Option<&FieldTable> {
     }
 }
 
-fn as_text(value: &AMQPValue) -> Option<String> {
+pub(crate) fn as_text(value: &AMQPValue) -> Option<String> {
     match value {
         AMQPValue::LongString(s) => Some(lossy(s.as_bytes())),
         AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
@@ -254,16 +183,16 @@ fn as_text(value: &AMQPValue) -> Option<String> {
     }
 }
 
-fn lossy(bytes: &[u8]) -> String {
+pub(crate) fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn seconds(t: u64) -> Option<OffsetDateTime> {
+pub(crate) fn seconds(t: u64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(i64::try_from(t).ok()?).ok()
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use lapin::types::{FieldArray, LongString, ShortString};
     use time::macros::datetime;
@@ -287,7 +216,7 @@ mod tests {
         AMQPValue::FieldTable(death)
     }
 
-    fn broker_parked() -> FieldTable {
+    pub(crate) fn broker_parked() -> FieldTable {
         let mut table = FieldTable::default();
         headers::put_str(&mut table, FIRST_DEATH_REASON, "delivery_limit");
         headers::put_str(&mut table, FIRST_DEATH_QUEUE, "relay.handler.call-log");
@@ -352,7 +281,7 @@ mod tests {
             b"{\"id\":1}",
         );
         assert_eq!(facts.id.as_deref(), Some("job-1"));
-        assert_eq!(facts.queue, "relay.dead.deliveries");
+        assert_eq!(facts.queue.name(), "relay.dead.deliveries");
         assert_eq!(facts.reason.as_deref(), Some("http_status"));
         assert_eq!(facts.detail.as_deref(), Some("answered 400"));
         assert_eq!((facts.status, facts.attempts), (Some(400), Some(1)));
@@ -362,7 +291,7 @@ mod tests {
         assert_eq!(facts.body_size, 8);
         let json = serde_json::to_value(&facts).unwrap();
         assert_eq!(json["time"], "2025-03-01T12:00:00Z");
-        assert_eq!(json["routing_key"], Value::Null);
+        assert_eq!(json["routing_key"], serde_json::Value::Null);
         for key in [
             "id",
             "queue",
@@ -376,6 +305,9 @@ mod tests {
         ] {
             assert!(json.get(key).is_some(), "{key} is always there");
         }
+        assert!(json.get("broker_reason").is_none() && json.get("handler").is_none());
+        let back: Facts = serde_json::from_value(json).unwrap();
+        assert_eq!(back, facts, "what is printed reads back");
     }
 
     #[test]
@@ -399,29 +331,5 @@ mod tests {
         let recorded = BasicProperties::default().with_headers(recorded);
         let parked = Facts::read(Queue::DeadEvents, &recorded, "events", event);
         assert_eq!(parked.routing_key.as_deref(), Some("plivo.call.answered"));
-    }
-
-    #[test]
-    fn bodies_are_cut_at_a_character_boundary() {
-        let (text, cut) = body_text("ééé".as_bytes(), false, Some(3));
-        assert_eq!((text.as_str(), cut), ("é", true));
-        let (text, cut) = body_text(b"short", false, Some(4096));
-        assert_eq!((text.as_str(), cut), ("short", false));
-        let (text, cut) = body_text(br#"{"a":1}"#, true, None);
-        assert_eq!((text.as_str(), cut), ("{\n  \"a\": 1\n}", false));
-        let (text, _) = body_text(&[0xff, b'a'], true, None);
-        assert_eq!(text, "\u{fffd}a");
-    }
-
-    #[test]
-    fn headers_become_json() {
-        let mut table = broker_parked();
-        headers::put_int(&mut table, headers::STATUS, 410);
-        let json = headers_json(Some(&table));
-        assert_eq!(json[headers::STATUS], 410);
-        assert_eq!(json[FIRST_DEATH_REASON], "delivery_limit");
-        assert_eq!(json[X_DEATH][0]["time"], "2025-03-01T11:00:00Z");
-        assert_eq!(json[X_DEATH][0]["routing-keys"][0], "plivo.call.ringing");
-        assert_eq!(headers_json(None), json!({}));
     }
 }

@@ -1,29 +1,30 @@
-//! Which parked messages a command acts on: `--id`, `--destination`, `--type`, `--reason` and
-//! `--since`, matched against a message's [`Facts`]. Pure functions, tested without a broker.
+//! Which parked messages to act on: by id, destination, type, reason and time (relayctl's
+//! `--id`, `--destination`, `--type`, `--reason` and `--since`), matched against a message's
+//! [`Facts`]. Pure functions, tested without a broker.
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::message::Facts;
+use crate::Facts;
 
-/// The filters of one command; a message matches when it passes every one given.
+/// The filters of one selection; a message matches when it passes every one given.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Filter {
+pub struct Filter {
     /// The message id (AMQP `message_id`), exactly.
-    pub(crate) id: Option<String>,
+    pub id: Option<String>,
     /// The job's destination (`x-relay-destination`), exactly.
-    pub(crate) destination: Option<String>,
+    pub destination: Option<String>,
     /// A glob over the CloudEvent `type` or the routing key (see [`glob`]).
-    pub(crate) ty: Option<String>,
+    pub ty: Option<String>,
     /// The relay's reason (`x-relay-reason`) or the broker's (`x-first-death-reason`).
-    pub(crate) reason: Option<String>,
+    pub reason: Option<String>,
     /// Parked at or after this instant.
-    pub(crate) since: Option<OffsetDateTime>,
+    pub since: Option<OffsetDateTime>,
 }
 
 impl Filter {
     /// Whether no filter is given (every message matches).
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.id.is_none()
             && self.destination.is_none()
             && self.ty.is_none()
@@ -32,7 +33,7 @@ impl Filter {
     }
 
     /// Whether `facts` passes every filter given.
-    pub(crate) fn matches(&self, facts: &Facts) -> bool {
+    pub fn matches(&self, facts: &Facts) -> bool {
         let exactly = |wanted: &Option<String>, actual: &Option<String>| match wanted {
             None => true,
             Some(wanted) => actual.as_deref() == Some(wanted.as_str()),
@@ -67,7 +68,7 @@ impl Filter {
 
 /// Shell-style glob: `*` matches any run of characters (dots included, so `plivo.call.*` and
 /// `com.plivo.*` both work), `?` one character; anything else matches itself.
-pub(crate) fn glob(pattern: &str, text: &str) -> bool {
+pub fn glob(pattern: &str, text: &str) -> bool {
     let pattern: Vec<char> = pattern.chars().collect();
     let text: Vec<char> = text.chars().collect();
     // Greedy matching with one backtrack point (the last `*`): linear in practice.
@@ -98,7 +99,7 @@ pub(crate) fn glob(pattern: &str, text: &str) -> bool {
 
 /// Whether a topic binding `pattern` (`*` one word, `#` zero or more words) routes `key`, as
 /// RabbitMQ's topic exchange decides.
-pub(crate) fn topic_matches(pattern: &str, key: &str) -> bool {
+pub fn topic_matches(pattern: &str, key: &str) -> bool {
     fn words(pattern: &[&str], key: &[&str]) -> bool {
         match pattern.split_first() {
             None => key.is_empty(),
@@ -118,8 +119,9 @@ pub(crate) fn topic_matches(pattern: &str, key: &str) -> bool {
     words(&pattern, &key)
 }
 
-/// `--since`: a duration back from `now` (`90s`, `30m`, `2h`, `7d`) or an RFC 3339 time.
-pub(crate) fn parse_since(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
+/// A `since` as an operator writes it: a duration back from `now` (`90s`, `30m`, `2h`, `7d`)
+/// or an RFC 3339 time.
+pub fn parse_since(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
     let text = text.trim();
     if let Ok(time) = OffsetDateTime::parse(text, &Rfc3339) {
         return Ok(time);
@@ -142,7 +144,7 @@ mod tests {
     fn facts() -> Facts {
         Facts {
             id: Some("job-1".into()),
-            queue: "relay.dead.deliveries",
+            queue: crate::Queue::DeadDeliveries,
             reason: Some("http_status".into()),
             broker_reason: None,
             detail: None,

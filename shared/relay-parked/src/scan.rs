@@ -1,15 +1,15 @@
-//! The walk over a queue that every `dead` command shares, and how it leaves what it does not
-//! take where it was.
+//! The walk over a queue that listing, replaying and purging share, and how it leaves what it
+//! does not take where it was.
 //!
 //! Messages are taken one at a time with `basic_get` and *not* acknowledged, on one channel of
-//! a connection of the walk's own. The command acks, through [`Scan::ack`], what it has dealt
+//! a connection of the walk's own. The caller acks, through [`Scan::ack`], what it has dealt
 //! with (replayed, purged); everything else is held until [`Scan::close`] hands it back.
 //!
 //! Handing back keeps the order only if done with care (measured on RabbitMQ 3.10 quorum
 //! queues, which the parking lots and `relay.unrouted` are):
 //! * a quorum queue serves the messages handed back to it (its "returns") before the others,
 //!   each joining the end of the returns. So a walk always takes every message that was ready
-//!   when it began, even when the command needed fewer: otherwise what it hands back would go
+//!   when it began, even when the caller needed fewer: otherwise what it hands back would go
 //!   behind returns it never reached. The messages come back in their old order, ahead of
 //!   anything that arrived meanwhile;
 //! * closing a channel that still holds messages hands them back in no particular order, so
@@ -26,16 +26,12 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{Acker, Channel, Connection};
-use relay_core::config::Config;
+use lapin::{Acker, Channel, Connection, ConnectionProperties};
 
-use super::Queue;
-use super::filter::Filter;
-use super::message::Facts;
+use crate::{Error, Facts, Filter, Queue, Result};
 
 /// Acks and nacks sent before the queue must have applied them (RabbitMQ's quorum-queue client
 /// starts holding them back at 32).
@@ -45,7 +41,7 @@ const IN_FLIGHT: usize = 16;
 const APPLY_WAIT: Duration = Duration::from_secs(10);
 
 /// A walk over the messages that were ready in a queue when it began.
-pub(crate) struct Scan {
+pub struct Scan {
     connection: Connection,
     channel: Channel,
     queue: Queue,
@@ -54,34 +50,34 @@ pub(crate) struct Scan {
     taken: Vec<Option<Acker>>,
     /// Acks sent since the queue last applied everything.
     unapplied: usize,
-    /// Messages ready when the walk began. The walk stops there, so a message published back
-    /// into the same queue meanwhile (an unrouted event that still has no handler) is not met
-    /// a second time.
-    pub(crate) total: u32,
+    /// Messages ready when the walk began (see [`Scan::total`]).
+    total: u32,
+    /// Whether [`Scan::next`] has found the end.
+    ended: bool,
 }
 
-/// A message that matched, held until the command acks it (or the walk ends).
-pub(crate) struct Parked {
+/// A message that matched, held until the caller acks it (or the walk ends).
+#[derive(Debug)]
+pub struct Parked {
     /// What was read of it.
-    pub(crate) facts: Facts,
+    pub facts: Facts,
     /// The message itself.
-    pub(crate) delivery: Delivery,
+    pub delivery: Delivery,
     /// Its place in the walk.
     seq: usize,
 }
 
 impl Scan {
-    /// Starts a walk over `queue`, yielding the messages `filter` matches.
-    pub(crate) async fn open(
-        config: &Config,
-        queue: Queue,
-        filter: Filter,
-    ) -> anyhow::Result<Self> {
-        let connection = crate::amqp::connect(config).await?;
+    /// Starts a walk over `queue` on a connection of its own to `amqp_url` (the
+    /// configuration's `amqp.url`), yielding the messages `filter` matches.
+    pub async fn open(amqp_url: &str, queue: Queue, filter: Filter) -> Result<Self> {
+        let connection = Connection::connect(amqp_url, ConnectionProperties::default())
+            .await
+            .map_err(Error::Connect)?;
         let channel = connection
             .create_channel()
             .await
-            .context("cannot open a channel on RabbitMQ")?;
+            .map_err(Error::amqp("open a channel for", queue))?;
         let total = ready(&channel, queue).await?;
         Ok(Self {
             connection,
@@ -91,17 +87,35 @@ impl Scan {
             taken: Vec::new(),
             unapplied: 0,
             total,
+            ended: false,
         })
     }
 
+    /// The queue walked.
+    pub fn queue(&self) -> Queue {
+        self.queue
+    }
+
+    /// Messages ready when the walk began. The walk stops there, so a message published back
+    /// into the same queue meanwhile (an unrouted event that still has no handler) is not met
+    /// a second time.
+    pub fn total(&self) -> u32 {
+        self.total
+    }
+
     /// Messages taken so far.
-    pub(crate) fn scanned(&self) -> u32 {
+    pub fn scanned(&self) -> u32 {
         u32::try_from(self.taken.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Whether the walk has met every message it will meet: [`Scan::next`] found the end.
+    pub fn finished(&self) -> bool {
+        self.ended
     }
 
     /// The next message that matches, or `None` at the end of the walk. Messages that do not
     /// match are held until [`Scan::close`].
-    pub(crate) async fn next(&mut self) -> anyhow::Result<Option<Parked>> {
+    pub async fn next(&mut self) -> Result<Option<Parked>> {
         while self.scanned() < self.total {
             let Some(delivery) = self.get().await? else {
                 // Fewer than counted: expired (relay.unrouted has a TTL) or taken by another.
@@ -122,18 +136,19 @@ impl Scan {
                 }));
             }
         }
+        self.ended = true;
         Ok(None)
     }
 
     /// Removes `parked` from the queue for good.
-    pub(crate) async fn ack(&mut self, parked: &Parked) -> anyhow::Result<()> {
+    pub async fn ack(&mut self, parked: &Parked) -> Result<()> {
         let Some(acker) = self.taken.get_mut(parked.seq).and_then(Option::take) else {
             return Ok(());
         };
         acker
             .ack(BasicAckOptions::default())
             .await
-            .with_context(|| format!("cannot remove a message from {}", self.queue.name()))?;
+            .map_err(Error::amqp("remove a message from", self.queue))?;
         self.unapplied += 1;
         if self.unapplied >= IN_FLIGHT {
             // Whatever this takes is held, like any other message of the walk.
@@ -144,13 +159,13 @@ impl Scan {
 
     /// Takes the next message of the queue, held. A `basic.get` is a synchronous command to
     /// the queue: when it answers, the acks sent before it are applied.
-    async fn get(&mut self) -> anyhow::Result<Option<Delivery>> {
-        // no_ack: false, so that nothing taken is gone before the command says so.
+    async fn get(&mut self) -> Result<Option<Delivery>> {
+        // no_ack: false, so that nothing taken is gone before the caller says so.
         let got = self
             .channel
             .basic_get(self.queue.name().into(), BasicGetOptions { no_ack: false })
             .await
-            .with_context(|| format!("cannot read {}", self.queue.name()))?;
+            .map_err(Error::amqp("read", self.queue))?;
         self.unapplied = 0;
         Ok(got.map(|message| {
             self.taken.push(Some(message.delivery.acker.clone()));
@@ -160,7 +175,7 @@ impl Scan {
 
     /// Ends the walk: every message taken and not acked goes back to the queue, in its order
     /// (see the module's documentation).
-    pub(crate) async fn close(mut self) -> anyhow::Result<()> {
+    pub async fn close(mut self) -> Result<()> {
         while self.scanned() < self.total && self.get().await?.is_some() {}
         if self.unapplied > 0 {
             self.get().await?;
@@ -171,12 +186,12 @@ impl Scan {
         };
         let held: Vec<Acker> = self.taken.iter().flatten().cloned().collect();
         for (i, acker) in held.iter().enumerate() {
-            acker.nack(requeue).await.with_context(|| {
-                format!(
-                    "cannot hand a message back to {} (the broker hands back what was not dealt with when the connection ends)",
-                    self.queue.name()
-                )
-            })?;
+            // On failure the broker still hands back what was not dealt with, once the
+            // connection ends.
+            acker
+                .nack(requeue)
+                .await
+                .map_err(Error::amqp("hand a message back to", self.queue))?;
             if (i + 1) % IN_FLIGHT == 0 || i + 1 == held.len() {
                 self.applied(i + 1).await?;
             }
@@ -184,7 +199,7 @@ impl Scan {
         self.channel
             .close(200, "walked".into())
             .await
-            .with_context(|| format!("cannot close the channel on {}", self.queue.name()))?;
+            .map_err(Error::amqp("close the channel on", self.queue))?;
         let _ = self.connection.close(200, "walked".into()).await;
         Ok(())
     }
@@ -192,7 +207,7 @@ impl Scan {
     /// Waits until the queue shows at least `returned` messages ready: the nacks sent so far
     /// are applied. Gives up after [`APPLY_WAIT`] (messages may expire meanwhile), since
     /// nothing is lost then, at worst reordered.
-    async fn applied(&self, returned: usize) -> anyhow::Result<()> {
+    async fn applied(&self, returned: usize) -> Result<()> {
         let deadline = tokio::time::Instant::now() + APPLY_WAIT;
         while (ready(&self.channel, self.queue).await? as usize) < returned
             && tokio::time::Instant::now() < deadline
@@ -205,7 +220,7 @@ impl Scan {
 
 /// Messages ready in `queue` (a passive declare: a missing queue is reported, never created
 /// with the wrong arguments).
-async fn ready(channel: &Channel, queue: Queue) -> anyhow::Result<u32> {
+async fn ready(channel: &Channel, queue: Queue) -> Result<u32> {
     let options = QueueDeclareOptions {
         passive: true,
         ..QueueDeclareOptions::default()
@@ -213,6 +228,6 @@ async fn ready(channel: &Channel, queue: Queue) -> anyhow::Result<u32> {
     Ok(channel
         .queue_declare(queue.name().into(), options, FieldTable::default())
         .await
-        .with_context(|| format!("{} does not exist (run `relayctl topology`)", queue.name()))?
+        .map_err(|source| Error::NoQueue(queue, source))?
         .message_count())
 }
