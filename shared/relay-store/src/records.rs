@@ -6,7 +6,8 @@
 //! attempt is appended with `RPUSH` + `LTRIM` + `PEXPIRE` in one `MULTI`, which needs no read, so
 //! two processes attempting the same job (a duplicate copy, a redelivery after a crash) never
 //! lose each other's entries the way a read-modify-write of the record would. The record keeps
-//! being overwritten whole: it only says where the job stands now.
+//! being overwritten whole: it only says where the job stands now. Each write of the record also
+//! files it in the delivery index (`deliveries:index:…`, [`crate::delivery_index`]).
 
 use std::time::Duration;
 
@@ -120,9 +121,10 @@ impl Store {
         Ok((record, claimed.is_some()))
     }
 
-    /// Ends an attempt in one round trip: writes the job's record (expiring after `ttl`) and
-    /// releases its claim. `record.history` is not written: attempts are appended one by one
-    /// with [`Store::append_attempt`].
+    /// Ends an attempt in one round trip: writes the job's record (expiring after `ttl`),
+    /// files it in the delivery index ([`Store::deliveries`]) and releases its claim, in one
+    /// `MULTI`. `record.history` is not written: attempts are appended one by one with
+    /// [`Store::append_attempt`].
     pub async fn finish_attempt(
         &self,
         job_id: &str,
@@ -135,20 +137,20 @@ impl Store {
             history: Vec::new(),
             ..record.clone()
         })?;
-        let ttl = ttl.as_secs().max(1);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(&record_key)
+            .arg(text)
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .ignore()
+            .cmd("DEL")
+            .arg(&claim_key)
+            .ignore();
+        self.index_delivery(&mut pipe, job_id, record, ttl);
         self.run("finish_attempt", |mut conn| async move {
-            redis::pipe()
-                .cmd("SET")
-                .arg(&record_key)
-                .arg(text)
-                .arg("EX")
-                .arg(ttl)
-                .ignore()
-                .cmd("DEL")
-                .arg(&claim_key)
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await
+            pipe.query_async::<()>(&mut conn).await
         })
         .await
     }

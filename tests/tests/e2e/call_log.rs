@@ -606,3 +606,131 @@ async fn a_worker_killed_mid_session_loses_nothing_and_repeats_nothing() {
     delivery.stop().await;
     ingress.stop().await;
 }
+
+/// What the operator console reads: the call found by its customer's number in another format,
+/// its timeline with the events received, and each message delivered with its job id, whose
+/// delivery record exists and is listed under the helpdesk's deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_finds_a_call_by_number_with_its_timeline_and_deliveries() {
+    use relay_store::{DeliveryQuery, DeliveryStatus, Store};
+    use relay_worker::handlers::call_log::{EventLabel, Happened, MessageStatus, State, lookup};
+
+    let helpdesk = Helpdesk::start(HELPDESK_SECRET).await;
+    let env = env(&helpdesk, true);
+    let relay = Relay::start(&env.config).await;
+    let a = call_id();
+    let id = format!("plivo:{a}");
+    app_answers(relay.addr, &a).await;
+    agent_answers_then_hangup(relay.addr, &a).await;
+    helpdesk.wait_for_thread(&id, 3, WAIT).await;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let store = Store::start(
+        &env.config.redis,
+        &relay_telemetry::Readiness::new(),
+        stop.clone(),
+    );
+    assert!(store.wait_connected(WAIT).await, "redis reachable");
+    // The last outcome settles the last message shortly after the helpdesk accepted it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let session = loop {
+        let session = lookup::session(&store, &id).await.unwrap();
+        if let Some(s) = session.filter(|s| {
+            s.messages.len() == 3
+                && s.messages
+                    .iter()
+                    .all(|m| m.status == MessageStatus::Delivered)
+        }) {
+            break s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the messages never all settled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    for number in ["+1 (510) 555-9999", "15105559999", "+15105559999"] {
+        let page = lookup::by_number(&store, number, None, 10).await.unwrap();
+        let found: Vec<&str> = page.items.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(found, [id.as_str()], "{number}");
+        let summary = &page.items[0];
+        assert_eq!(summary.customer.as_deref(), Some("+15105559999"));
+        assert_eq!(summary.channel.as_deref(), Some("+15550009999"));
+        assert_eq!(summary.state, State::Ended);
+        assert_eq!(summary.destination, "helpdesk");
+        assert!(summary.started_at.is_some());
+    }
+    let recent = lookup::recent(&store, None, 10).await.unwrap();
+    assert_eq!(recent.items[0].id, id);
+    assert!(
+        lookup::by_number(&store, "+1 555 000 0000", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    let events: Vec<(EventLabel, State, State)> = session
+        .timeline
+        .iter()
+        .filter_map(|entry| match &entry.what {
+            Happened::Event {
+                event, from, to, ..
+            } => Some((*event, *from, *to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events[0].1, State::New, "{events:?}");
+    assert!(events.contains(&(EventLabel::Answered, State::Ringing, State::Answered)));
+    assert_eq!(
+        events.last(),
+        Some(&(EventLabel::Ended, State::Answered, State::Ended))
+    );
+    let texts: Vec<&str> = session.messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, helpdesk.texts(&id));
+    let mut jobs = Vec::new();
+    for message in &session.messages {
+        let made = session.timeline.iter().any(
+            |e| matches!(&e.what, Happened::Message { job_id, .. } if *job_id == message.job_id),
+        );
+        assert!(made, "message {} is on the timeline", message.seq);
+        let record = store.delivery(&message.job_id).await.unwrap();
+        let record = record.unwrap_or_else(|| panic!("no delivery record of {}", message.job_id));
+        assert_eq!(record.status, DeliveryStatus::Delivered);
+        assert_eq!(record.destination, "helpdesk");
+        jobs.push(message.job_id.clone());
+    }
+    let listed = store
+        .deliveries(&DeliveryQuery {
+            destination: Some("helpdesk".into()),
+            status: Some(DeliveryStatus::Delivered),
+            limit: 50,
+            ..DeliveryQuery::default()
+        })
+        .await
+        .unwrap();
+    // Newest first: by the records' own times (two written in one millisecond may come in
+    // either order).
+    let times: Vec<time::OffsetDateTime> = listed
+        .items
+        .iter()
+        .map(|(_, r)| {
+            time::OffsetDateTime::parse(
+                &r.updated_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    let mut listed: Vec<String> = listed.items.into_iter().map(|(job, _)| job).collect();
+    listed.sort();
+    jobs.sort();
+    assert_eq!(listed, jobs, "every message's delivery is listed");
+    stop.cancel();
+    relay.stop().await;
+}

@@ -90,6 +90,11 @@ pub fn message_id(session: &str, key: &str) -> String {
     Uuid::new_v5(&NAMESPACE, format!("call-log/{session}/{key}").as_bytes()).to_string()
 }
 
+/// The id of the delivery job that carries the message `message_id` (one job per message).
+pub fn job_id(message_id: &str) -> String {
+    relay_core::ids::job_id(message_id, relay_core::routing::CALL_LOG.name, 0)
+}
+
 /// `seconds` as `H:MM:SS`.
 pub fn hms(seconds: u64) -> String {
     format!(

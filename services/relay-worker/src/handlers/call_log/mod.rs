@@ -4,7 +4,9 @@
 //! * [`input`] reads each provider's events as session inputs;
 //! * [`session`] is the pure state machine and the session's outbox;
 //! * [`message`] renders the helpdesk JSON;
-//! * [`ledger`] keeps sessions in Redis, updated by compare-and-set.
+//! * [`ledger`] keeps sessions in Redis, updated by compare-and-set, and indexes them by
+//!   customer number and start time;
+//! * [`lookup`] reads them for the operator console.
 //!
 //! Ordering (docs/ARCHITECTURE.md, "Call log"): a session has at most one message in flight.
 //! Its job asks delivery for its outcome; the outcome event (`relay.delivery.*.call-log`) comes
@@ -17,8 +19,15 @@
 
 mod input;
 mod ledger;
+pub mod lookup;
 pub mod message;
 pub mod session;
+
+pub use lookup::{Summary, SummaryPage};
+pub use session::{
+    Direction, EventLabel, Happened, MAX_MESSAGES, MAX_TIMELINE, MessageNote, MessageStatus,
+    Session, State, TimelineEntry,
+};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,7 +44,7 @@ use serde_json::json;
 use crate::handler::{Context, Emitted, Handler, HandlerError, HandlerResult, Output, Timer};
 use ledger::Ledger;
 use message::Rules;
-use session::{Direction, Input, Kind, Session, State};
+use session::{Input, Kind};
 
 /// The handler's name: its queue, its jobs' handler and its outcome routing keys.
 pub const NAME: &str = routing::CALL_LOG.name;
@@ -86,8 +95,19 @@ impl CallLog {
                 metrics::counter!("relay_call_log_stale_events_total", "source" => source_of(&context.routing_key))
                     .increment(1);
             }
+            if let Some(before) = update.before.as_ref().filter(|_| context.redelivered) {
+                // The crash may have come between the session's write and its filing.
+                self.index(before, input.at).await;
+            }
             return Ok(self.resend(event, update.before.as_ref(), context));
         };
+        let learned_number = update
+            .before
+            .as_ref()
+            .is_some_and(|b| b.customer.is_none() && after.customer.is_some());
+        if created || learned_number || context.redelivered {
+            self.index(&after, input.at).await;
+        }
         let mut output = self.release(event, update.before.as_ref(), &after, context);
         let was_missed = update.before.as_ref().map(|b| b.state) == Some(State::Missed);
         if after.state == State::Missed && (!was_missed || context.redelivered) {
@@ -131,7 +151,8 @@ impl CallLog {
             .ledger
             .update(session, |current| {
                 let mut session = current?;
-                session::settle(&mut session, seq, outcome.succeeded).then_some((session, ()))
+                session::settle(&mut session, seq, outcome.succeeded, event.time)
+                    .then_some((session, ()))
             })
             .await?;
         Ok(match &update.after {
@@ -183,9 +204,17 @@ impl CallLog {
         output
     }
 
+    /// Files `session` in the console's indexes. A failure is logged, not retried: the index
+    /// only helps find a call, and the session itself is safely written.
+    async fn index(&self, session: &Session, at: time::OffsetDateTime) {
+        if let Err(error) = self.ledger.index(session, at).await {
+            tracing::warn!(session = %session.id, %error, "call session not indexed for the console");
+        }
+    }
+
     fn job(&self, session: &Session, head: &session::Pending, event: &CloudEvent) -> DeliveryJob {
         let mut job = DeliveryJob::post(
-            ids::job_id(&head.id, NAME, 0),
+            message::job_id(&head.id),
             &event.id,
             NAME,
             &session.destination,

@@ -18,6 +18,9 @@
 //! delivery outcome comes back ([`settle`]). That keeps one session's messages in order at the
 //! helpdesk while a retry of one session never holds back another.
 //!
+//! The session also keeps what an operator looks at: a bounded timeline of what happened and
+//! its messages with their delivery status (`timeline`).
+//!
 //! This module holds the data (states, inputs, the session record and its outbox); the
 //! transition function [`apply`] is in `transition`.
 
@@ -26,8 +29,12 @@ use time::OffsetDateTime;
 
 use super::message::{self, Rules};
 
+mod timeline;
 mod transition;
 
+pub use timeline::{
+    EventLabel, Happened, MAX_MESSAGES, MAX_TIMELINE, MessageNote, MessageStatus, TimelineEntry,
+};
 pub use transition::apply;
 
 /// Where a session stands. The order of the variants is the state order.
@@ -240,6 +247,12 @@ pub struct Session {
     /// logged in the missed call's thread).
     #[serde(default)]
     pub thread: Option<String>,
+    /// What happened, oldest first: the latest [`MAX_TIMELINE`] entries.
+    #[serde(default)]
+    pub timeline: Vec<TimelineEntry>,
+    /// Its messages, oldest first, with their delivery status: the latest [`MAX_MESSAGES`].
+    #[serde(default)]
+    pub messages: Vec<MessageNote>,
 }
 
 /// An unanswered ending held for its grace period.
@@ -290,6 +303,8 @@ impl Session {
             recordings: Vec::new(),
             pending_end: None,
             thread: None,
+            timeline: Vec::new(),
+            messages: Vec::new(),
         }
     }
 
@@ -309,23 +324,27 @@ impl Session {
         let seq = self.next_seq;
         self.next_seq += 1;
         let (id, body) = message::render(self, &key, &text, at, attachment, rules);
-        self.outbox.push(Pending {
+        let pending = Pending {
             seq,
             key,
             id,
             text,
             body,
-        });
+        };
+        self.note_made(&pending, at);
+        self.outbox.push(pending);
     }
 }
 
-/// Settles the message `seq` (delivered, or given up on); true when it was the head. Repeats
-/// (an outcome reported twice) change nothing.
-pub fn settle(session: &mut Session, seq: u32, delivered: bool) -> bool {
+/// Settles the message `seq` (delivered, or given up on) at `at`, the time of its outcome; true
+/// when it was the head. Repeats (an outcome reported twice) change nothing.
+pub fn settle(session: &mut Session, seq: u32, delivered: bool, at: OffsetDateTime) -> bool {
     if session.head().is_none_or(|head| head.seq != seq) {
         return false;
     }
     let head = session.outbox.remove(0);
+    session.note_settled(seq, &head.id, delivered, at);
+    session.trim_notes();
     if delivered {
         session.delivered += 1;
         session.last_sent = Some(Sent {

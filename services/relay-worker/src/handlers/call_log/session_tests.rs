@@ -74,7 +74,7 @@ fn run(inputs: &[Input]) -> (Vec<String>, Session) {
         let mut s = step.session;
         while let Some(head) = s.head().cloned() {
             received.push(head.text.clone());
-            assert!(settle(&mut s, head.seq, true));
+            assert!(settle(&mut s, head.seq, true, T0));
         }
         session = Some(s);
     }
@@ -369,10 +369,10 @@ fn only_the_head_settles_and_repeats_are_ignored() {
     let rules = rules();
     let mut s = apply(None, &answered_by_alice(1), &rules).session;
     assert_eq!(s.outbox.len(), 2);
-    assert!(!settle(&mut s, 2, true), "not the head");
-    assert!(settle(&mut s, 1, true));
-    assert!(!settle(&mut s, 1, true), "a repeat");
-    assert!(settle(&mut s, 2, false));
+    assert!(!settle(&mut s, 2, true, T0), "not the head");
+    assert!(settle(&mut s, 1, true, T0));
+    assert!(!settle(&mut s, 1, true, T0), "a repeat");
+    assert!(settle(&mut s, 2, false, T0));
     assert_eq!((s.delivered, s.undeliverable), (1, 1));
     assert!(s.outbox.is_empty());
 }
@@ -436,7 +436,7 @@ proptest! {
             }
             while let Some(head) = s.head().cloned() {
                 delivered.push(head.clone());
-                settle(&mut s, head.seq, true);
+                settle(&mut s, head.seq, true, T0);
             }
             session = Some(s);
         }
@@ -524,3 +524,7 @@ fn a_callback_for_a_missed_call_is_logged_in_the_missed_calls_thread() {
     assert_eq!(body["thread_id"], "plivo:missed-1");
     assert_eq!(step.session.thread.as_deref(), Some("plivo:missed-1"));
 }
+
+/// The timeline and the messages with their delivery status.
+#[path = "timeline_tests.rs"]
+mod timeline;

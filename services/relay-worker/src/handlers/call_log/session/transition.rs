@@ -20,6 +20,7 @@ pub fn apply(session: Option<Session>, input: &Input, rules: &Rules) -> Step {
     }
     let mut s = session.unwrap_or_else(|| Session::new(input, rules));
     learn_parties(&mut s, input);
+    let mark = s.timeline.len();
     let before = (
         s.state,
         s.outbox.len(),
@@ -204,6 +205,10 @@ pub fn apply(session: Option<Session>, input: &Input, rules: &Rules) -> Step {
     // An input that creates nothing (an agent leg ending before anything else is known) is
     // not worth a record: the session begins with its first real transition.
     let empty = s.state == State::New;
+    if changed && !empty {
+        s.note_event(&input.kind, input.at, before.0, mark);
+        s.trim_notes();
+    }
     Step {
         grace_started: held && !before.3,
         session: s,
