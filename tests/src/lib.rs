@@ -5,9 +5,11 @@
 //! External HTTP peers are real servers on loopback ([`Sink`]). Waiting is done on events
 //! (a request arriving, a message appearing) with deadlines, never with fixed sleeps.
 
+pub mod browser;
 mod calls;
 pub mod faults;
 mod helpdesk;
+pub mod operator;
 mod process;
 
 pub use calls::{EVENTS_SECRET, PLIVO_TOKEN, PUBLIC_BASE, plivo_callback, voximplant_event};

@@ -51,6 +51,7 @@ impl TestEnv {
         config.worker.admin_listen = admin;
         config.delivery.admin_listen = admin;
         config.ingress.admin_listen = admin;
+        config.console.listen = admin;
         config.telemetry.log_format = relay_core::config::LogFormat::Json;
         let dir = std::env::temp_dir().join("relay-e2e");
         std::fs::create_dir_all(&dir).expect("temp dir");

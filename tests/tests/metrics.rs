@@ -277,6 +277,11 @@ const HOOK_PASSWORD: &str = "shop-password";
 /// thresholds, every destination a notifier), so nothing moves before the test reads.
 fn everything_on() -> TestEnv {
     let mut env = TestEnv::new();
+    let hash = relay_signing::password::hash_argon2("console-password").unwrap();
+    env.config.console.users = vec![relay_core::config::ConsoleUser {
+        name: "ops".into(),
+        password_hash_env: env.secret("TEST_CONSOLE_HASH", &hash),
+    }];
     let nowhere = "http://127.0.0.1:1/nowhere";
     env.alerts_to(nowhere);
     env.helpdesk_to(nowhere);
@@ -367,10 +372,12 @@ async fn every_labelled_metric_is_there_at_zero_from_start_up() {
     let ingress_child = env.spawn("relay-ingress").await;
     let worker = env.spawn("relay-worker").await;
     let delivery = env.spawn("relay-delivery").await;
+    let console = env.spawn("relay-console").await;
     let ingress = Exposition::of(&ingress_child).await;
     let worker = Exposition::of(&worker).await;
     let delivery = Exposition::of(&delivery).await;
-    let all = [&ingress, &worker, &delivery];
+    let console = Exposition::of(&console).await;
+    let all = [&ingress, &worker, &delivery, &console];
 
     // From the catalogue: every labelled metric is described and has series in some service,
     // every counter's at 0 (but for Redis operations the services skipped before they first
@@ -416,6 +423,14 @@ async fn every_labelled_metric_is_there_at_zero_from_start_up() {
             "{} has no series at start-up in any service: register its label values where it \
              is recorded",
             metric.name
+        );
+    }
+
+    // Console: the parked indexer's copies by every outcome.
+    for outcome in relay_parked::index::Outcome::ALL {
+        console.zero(
+            "relay_parked_index_copies_total",
+            &[("outcome", outcome.label())],
         );
     }
 

@@ -13,26 +13,35 @@
 //! Keys (prefix `relay:` by default, a TTL on every key): `seen:{source}:{key}` (dedup),
 //! `rate:{key}:{window}` (limits), `delivery:{job id}` and `inflight:{job id}` ([`records`]),
 //! `call:{session}` (the call log's ledger, [`ledger`]), `breakers:open` (each delivery
-//! process's open destination breakers, [`breakers`]).
+//! process's open destination breakers, [`breakers`]), `parked:index:{queue}` and
+//! `parked:facts:{queue}:{id}` (the parked index, [`parked`]).
 
 pub mod breaker;
 mod breakers;
 mod connection;
+mod console;
 mod dedup;
+mod delivery_index;
 mod destinations;
 mod ledger;
 mod limits;
+mod parked;
 mod private;
 mod records;
 #[cfg(test)]
 mod test_redis;
+mod time_index;
 
 pub use breakers::OpenBreaker;
+pub use console::{ALERT_LOG_LEN, AlertNote};
+pub use delivery_index::{DeliveryCounts, DeliveryPage, DeliveryQuery};
 pub use destinations::{DISABLED_TTL, Disabled};
 pub use ledger::{Change, UpdateError, Updated};
 pub use limits::{Admission, Limit, Window};
+pub use parked::{ParkedEntry, ParkedKeep};
 pub use private::PrivateRedis;
 pub use records::{AttemptEntry, DeliveryRecord, DeliveryStatus, MAX_HISTORY};
+pub use time_index::{IndexEntry, IndexItem, IndexPage, IndexRange, MAX_PAGE, MAX_TIES};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -181,19 +190,31 @@ impl Store {
 /// `relay_redis_errors_total`.
 pub const OPS: &[&str] = &[
     "admit",
+    "alert_record",
+    "alerts_read",
     "append_attempt",
     "begin_attempt",
     "claim",
+    "console_session",
     "delivery_get",
     "disable_destination",
     "disabled_destinations",
     "enable_destination",
     "finish_attempt",
     "hit_rate",
+    "index_add",
+    "index_count",
+    "index_page",
+    "index_records",
     "ledger_cas",
     "ledger_get",
     "mark_seen",
     "open_breakers",
+    "parked_add",
+    "parked_after",
+    "parked_count",
+    "parked_forget",
+    "parked_records",
     "refund",
     "release",
     "release_claim",

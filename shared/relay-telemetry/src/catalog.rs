@@ -134,6 +134,12 @@ pub const METRICS: &[Metric] = &[
         "Publisher channels reopened after publishes kept failing.",
     ),
     m(
+        "relay_parked_index_copies_total",
+        Counter,
+        true,
+        "Copies read from relay.parked.index by the console's parked indexer, by outcome.",
+    ),
+    m(
         "relay_queue_messages",
         Gauge,
         true,

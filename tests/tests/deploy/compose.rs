@@ -1,6 +1,7 @@
-//! docker-compose.yml and its traces override against relay.example.toml.
+//! docker-compose.yml (every service of the relay, the console on loopback only) and its
+//! traces override against relay.example.toml.
 
-use crate::{finish, read, root, s, strs, yaml_file};
+use crate::{SERVICES, finish, read, root, s, strs, yaml_file};
 
 #[test]
 fn compose_runs_every_service_healthy_against_the_sink() {
@@ -8,7 +9,12 @@ fn compose_runs_every_service_healthy_against_the_sink() {
     let docs = yaml_file(&path);
     let mut errors = Vec::new();
     let services = &docs[0]["services"];
-    for wanted in ["ingress", "worker", "delivery", "rabbitmq", "redis", "sink"] {
+    let relay_services: Vec<&str> = SERVICES.iter().map(|s| s.compose).collect();
+    for wanted in relay_services
+        .iter()
+        .copied()
+        .chain(["rabbitmq", "redis", "sink"])
+    {
         if services[wanted].is_null() {
             errors.push(format!("compose: no service {wanted}"));
         }
@@ -20,8 +26,15 @@ fn compose_runs_every_service_healthy_against_the_sink() {
         .keys()
         .cloned()
         .collect();
-    for service in ["ingress", "worker", "delivery"] {
+    for relay in SERVICES {
+        let service = relay.compose;
         let svc = &services[service];
+        if strs(&svc["command"]).first().map(String::as_str) != Some(relay.deployment) {
+            errors.push(format!(
+                "compose: {service} does not run {}",
+                relay.deployment
+            ));
+        }
         for dependency in ["rabbitmq", "redis"] {
             if s(svc, &format!("/depends_on/{dependency}/condition")) != "service_healthy" {
                 errors.push(format!(
@@ -30,8 +43,40 @@ fn compose_runs_every_service_healthy_against_the_sink() {
             }
         }
         let test = serde_json::to_string(&svc["healthcheck"]["test"]).unwrap();
-        if !test.contains("/readyz") {
-            errors.push(format!("compose: {service} has no /readyz healthcheck"));
+        let port = relay.admin_port;
+        if !test.contains("/readyz") || !test.contains(&format!("/dev/tcp/127.0.0.1/{port}")) {
+            errors.push(format!(
+                "compose: {service} has no /readyz healthcheck on its admin port {port}"
+            ));
+        }
+        // Listening on the compose network at its admin port, as the healthcheck asks.
+        let listen = format!(
+            "RELAY__{}__{}",
+            relay.section.to_ascii_uppercase(),
+            relay.listen.to_ascii_uppercase()
+        );
+        if s(svc, &format!("/environment/{listen}")) != format!("0.0.0.0:{port}") {
+            errors.push(format!(
+                "compose: {service} does not set {listen}=0.0.0.0:{port}"
+            ));
+        }
+        // The console's port (pages and admin endpoints) is published on loopback only.
+        if relay.deployment == "relay-console" {
+            let published = strs(&svc["ports"]);
+            if published.is_empty() {
+                errors.push(format!("compose: {service} publishes no port"));
+            }
+            for mapping in published {
+                if !mapping.starts_with("127.0.0.1:") {
+                    errors.push(format!(
+                        "compose: {service} publishes {mapping} beyond the host's loopback"
+                    ));
+                }
+            }
+        }
+        // Every destination goes to the sink (the console sends to none).
+        if !relay.calls_out {
+            continue;
         }
         for destination in &destinations {
             let var = format!(

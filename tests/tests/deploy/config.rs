@@ -1,5 +1,5 @@
-//! Every service loads and validates the ConfigMap's relay.toml with the overrides and secrets
-//! its Deployment gives it.
+//! Every service (the console too) loads and validates the ConfigMap's relay.toml with the
+//! overrides and secrets its Deployment gives it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -57,12 +57,14 @@ fn every_service_accepts_the_configmap_as_its_configuration() {
                 all.extend(one);
                 all
             });
-        for (deployment_name, section, _) in SERVICES {
+        for service in SERVICES {
+            let deployment_name = service.deployment;
             let Some((_, deployment)) = tree
                 .docs
                 .iter()
-                .find(|(_, d)| kind(d) == "Deployment" && name(d) == *deployment_name)
+                .find(|(_, d)| kind(d) == "Deployment" && name(d) == deployment_name)
             else {
+                errors.push(format!("{overlay}: no Deployment {deployment_name}"));
                 continue;
             };
             // The URLs come from relay-secrets; any value that parses stands in for them.
@@ -81,7 +83,7 @@ fn every_service_accepts_the_configmap_as_its_configuration() {
             for patch in tree
                 .patch_docs
                 .iter()
-                .filter(|p| kind(p) == "Deployment" && name(p) == *deployment_name)
+                .filter(|p| kind(p) == "Deployment" && name(p) == deployment_name)
             {
                 vars.extend(containers(patch).flat_map(relay_overrides));
             }
@@ -94,15 +96,32 @@ fn every_service_accepts_the_configmap_as_its_configuration() {
                     .or_else(|| Some("whsec_Y2hhbmdlLW1lLWNoYW5nZS1tZS1jaGFuZ2UtbWU=".to_owned()))
             };
             let loaded = relay_core::config::Config::from_toml(text, &vars, &secret);
-            let checked = loaded.and_then(|config| match *section {
+            let checked = loaded.and_then(|config| match service.section {
                 "ingress" => config.validate_ingress(),
                 "worker" => config.validate_worker(),
-                _ => config.validate_delivery(),
+                "delivery" => config.validate_delivery(),
+                "console" => config.validate_console(),
+                other => panic!("no validation known for the section {other}"),
             });
             if let Err(e) = checked {
                 errors.push(format!(
                     "{overlay}: {deployment_name} refuses relay.toml: {e}"
                 ));
+            }
+            // The console also refuses to start on a password hash that is not argon2.
+            if service.section == "console"
+                && let Ok(config) = relay_core::config::Config::from_toml(text, &vars, &secret)
+            {
+                for user in &config.console.users {
+                    let hash = user.password_hash_env.value().unwrap_or_default();
+                    if !relay_signing::password::is_argon2_phc(hash) {
+                        errors.push(format!(
+                            "{overlay}: console user {}: ${} is not an argon2 hash",
+                            user.name,
+                            user.password_hash_env.var()
+                        ));
+                    }
+                }
             }
         }
     }

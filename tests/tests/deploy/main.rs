@@ -1,6 +1,6 @@
 //! Checks of the deployment files, with nothing but Rust: the Kubernetes manifests of
 //! deploy/k8s (kustomize base and overlays), docker-compose.yml, deploy/Dockerfile and
-//! deploy/observability. Each test collects every violation and fails listing them all.
+//! deploy/observability, for every service of [`SERVICES`]. Each test collects every violation and fails listing them all.
 //! With `kubectl` on PATH the overlays are also rendered (`kubectl kustomize`).
 
 #![allow(clippy::unwrap_used)]
@@ -19,12 +19,75 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-/// The Deployments of the three services, with their config section and admin port.
-pub(crate) const SERVICES: &[(&str, &str, u16)] = &[
-    ("relay-ingress", "ingress", 9090),
-    ("relay-worker", "worker", 9091),
-    ("relay-delivery", "delivery", 9092),
+/// One service of the relay as it is deployed.
+pub(crate) struct Service {
+    /// Its Deployment (and binary).
+    pub(crate) deployment: &'static str,
+    /// Its docker-compose service.
+    pub(crate) compose: &'static str,
+    /// Its section of relay.toml.
+    pub(crate) section: &'static str,
+    /// The key of that section naming its admin listener (`/livez`, `/readyz`, `/metrics`).
+    pub(crate) listen: &'static str,
+    /// The admin port.
+    pub(crate) admin_port: u16,
+    /// Whether SIGTERM drains for `<section>.shutdown_grace` (else it stops at once).
+    pub(crate) drains: bool,
+    /// Whether it has the public port 8080 (ingress).
+    pub(crate) public: bool,
+    /// Whether it calls out over HTTPS (destinations, provider APIs).
+    pub(crate) calls_out: bool,
+}
+
+/// Every service: the three of the data path and the operator console (whose one port, pages
+/// and admin endpoints, is treated as an admin port: never public).
+pub(crate) const SERVICES: &[Service] = &[
+    Service {
+        deployment: "relay-ingress",
+        compose: "ingress",
+        section: "ingress",
+        listen: "admin_listen",
+        admin_port: 9090,
+        drains: true,
+        public: true,
+        calls_out: true,
+    },
+    Service {
+        deployment: "relay-worker",
+        compose: "worker",
+        section: "worker",
+        listen: "admin_listen",
+        admin_port: 9091,
+        drains: true,
+        public: false,
+        calls_out: true,
+    },
+    Service {
+        deployment: "relay-delivery",
+        compose: "delivery",
+        section: "delivery",
+        listen: "admin_listen",
+        admin_port: 9092,
+        drains: true,
+        public: false,
+        calls_out: true,
+    },
+    Service {
+        deployment: "relay-console",
+        compose: "console",
+        section: "console",
+        listen: "listen",
+        admin_port: 9093,
+        drains: false,
+        public: false,
+        calls_out: false,
+    },
 ];
+
+/// Whether `port` is the admin port of a service.
+pub(crate) fn is_admin_port(port: u64) -> bool {
+    SERVICES.iter().any(|s| u64::from(s.admin_port) == port)
+}
 
 /// The image every relay container runs (deploy/Dockerfile), before kustomize's `images:`.
 pub(crate) const RELAY_IMAGE: &str = "relay";

@@ -4,27 +4,25 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::{name, s, strs};
+use crate::{Service, name, s, strs};
 
 /// Ingress only on the public port (ingress) and the admin port from the monitoring namespace;
-/// egress only to the broker, Redis, DNS and HTTPS (more policies may add to it in an overlay).
+/// egress only to the broker, Redis, DNS and, for a service that calls out, HTTPS (more
+/// policies may add to it in an overlay).
 pub(crate) fn check_network_policy(
     who: &str,
     policies: &[&Value],
-    admin_port: u16,
-    public: bool,
+    service: &Service,
     errors: &mut Vec<String>,
 ) {
-    let allowed_egress: BTreeSet<(String, u64)> = [
-        ("TCP", 5672),
-        ("TCP", 6379),
-        ("UDP", 53),
-        ("TCP", 53),
-        ("TCP", 443),
-    ]
-    .iter()
-    .map(|(p, n)| ((*p).to_owned(), *n))
-    .collect();
+    let (admin_port, public) = (service.admin_port, service.public);
+    let https = service.calls_out.then_some(("TCP", 443));
+    let allowed_egress: BTreeSet<(String, u64)> =
+        [("TCP", 5672), ("TCP", 6379), ("UDP", 53), ("TCP", 53)]
+            .into_iter()
+            .chain(https)
+            .map(|(p, n)| (p.to_owned(), n))
+            .collect();
     let mut egress_ports = BTreeSet::new();
     let mut admin_from_monitoring = false;
     let mut public_open = false;

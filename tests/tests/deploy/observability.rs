@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::{finish, read, root, s, yaml_file};
+use crate::{SERVICES, finish, read, root, s, yaml_file};
 
 /// Every `relay_…` metric an expression names is one the relay exports.
 fn check_metric_names(what: &str, expr: &str, errors: &mut Vec<String>) {
@@ -76,8 +76,11 @@ fn observability_files_parse_and_name_real_metrics() {
     }
     let prometheus = yaml_file(&dir.join("prometheus.yml"));
     let targets = serde_json::to_string(&prometheus[0]["scrape_configs"]).unwrap();
-    for target in ["ingress:9090", "worker:9091", "delivery:9092"] {
-        if !targets.contains(target) {
+    for target in SERVICES
+        .iter()
+        .map(|s| format!("{}:{}", s.compose, s.admin_port))
+    {
+        if !targets.contains(&target) {
             errors.push(format!("prometheus.yml: does not scrape {target}"));
         }
     }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::kustomize::{containers, image_name, image_tag, load, pod_spec, relay_toml};
 use crate::network_policy::check_network_policy;
-use crate::{RELAY_IMAGE, SERVICES, finish, kind, name, s, strs, workspace_version};
+use crate::{RELAY_IMAGE, SERVICES, finish, is_admin_port, kind, name, s, strs, workspace_version};
 
 /// `20s`, `1m`, `500ms` (the relay's duration format, enough of it for shutdown graces).
 fn duration(text: &str) -> Duration {
@@ -118,9 +118,11 @@ fn deployments_are_locked_down_probed_budgeted_and_fenced() {
             }
         }
 
-        for (deployment_name, section, admin_port) in SERVICES {
+        for service in SERVICES {
+            let (deployment_name, section, admin_port) =
+                (service.deployment, service.section, &service.admin_port);
             let who = format!("{overlay}: {deployment_name}");
-            let Some(deployment) = of_kind("Deployment").find(|d| name(d) == *deployment_name)
+            let Some(deployment) = of_kind("Deployment").find(|d| name(d) == deployment_name)
             else {
                 errors.push(format!("{who}: no Deployment"));
                 continue;
@@ -143,14 +145,15 @@ fn deployments_are_locked_down_probed_budgeted_and_fenced() {
             if admin.and_then(|p| p["containerPort"].as_u64()) != Some(u64::from(*admin_port)) {
                 errors.push(format!("{who}: no container port `admin` {admin_port}"));
             }
+            let listen = service.listen;
             let configured = config
-                .get(*section)
-                .and_then(|t| t.get("admin_listen"))
+                .get(section)
+                .and_then(|t| t.get(listen))
                 .and_then(|v| v.as_str())
                 .unwrap_or("");
             if !configured.ends_with(&format!(":{admin_port}")) || configured.starts_with("127.") {
                 errors.push(format!(
-                    "{who}: {section}.admin_listen {configured:?} is not 0.0.0.0:{admin_port}"
+                    "{who}: {section}.{listen} {configured:?} is not 0.0.0.0:{admin_port}"
                 ));
             }
             for (probe, path) in [("livenessProbe", "/livez"), ("readinessProbe", "/readyz")] {
@@ -202,20 +205,22 @@ fn deployments_are_locked_down_probed_budgeted_and_fenced() {
             if !secret_from_env {
                 errors.push(format!("{who}: no envFrom relay-secrets"));
             }
-            // Grace: SIGTERM drains for shutdown_grace; the pod must outlast it.
+            // Grace: SIGTERM drains for shutdown_grace; the pod must outlast it. A service that
+            // stops at once (the console) still states its grace explicitly.
             let grace = env(&format!(
                 "RELAY__{}__SHUTDOWN_GRACE",
                 section.to_ascii_uppercase()
             ))
             .or_else(|| {
                 config
-                    .get(*section)
+                    .get(section)
                     .and_then(|t| t.get("shutdown_grace"))
                     .and_then(|v| v.as_str())
                     .map(str::to_owned)
             });
             match (grace, pod["terminationGracePeriodSeconds"].as_u64()) {
                 (Some(grace), Some(period)) if Duration::from_secs(period) > duration(&grace) => {}
+                (None, Some(_)) if !service.drains => {}
                 (grace, period) => errors.push(format!(
                     "{who}: terminationGracePeriodSeconds {period:?} is not above the \
                      configured shutdown_grace {grace:?} (set it explicitly)"
@@ -231,13 +236,36 @@ fn deployments_are_locked_down_probed_budgeted_and_fenced() {
             if policies.is_empty() {
                 errors.push(format!("{who}: no NetworkPolicy"));
             }
-            check_network_policy(
-                &who,
-                &policies,
-                *admin_port,
-                section == &"ingress",
-                &mut errors,
-            );
+            check_network_policy(&who, &policies, service, &mut errors);
+        }
+
+        // The console: one replica that nothing scales (its lockouts and replay jobs live in
+        // the process), behind a cluster-internal Service only.
+        if let Some(console) = of_kind("Deployment").find(|d| name(d) == "relay-console")
+            && console["spec"]["replicas"].as_u64() != Some(1)
+        {
+            errors.push(format!(
+                "{overlay}: relay-console does not run exactly 1 replica"
+            ));
+        }
+        for scaler in of_kind("HorizontalPodAutoscaler").chain(of_kind("ScaledObject")) {
+            if s(scaler, "/spec/scaleTargetRef/name") == "relay-console" {
+                errors.push(format!("{overlay}: {} scales relay-console", name(scaler)));
+            }
+        }
+        let console_services: Vec<&Value> = of_kind("Service")
+            .filter(|svc| s(svc, "/spec/selector/app") == "relay-console")
+            .collect();
+        if console_services.is_empty() {
+            errors.push(format!("{overlay}: no Service for relay-console"));
+        }
+        for svc in console_services {
+            if !matches!(s(svc, "/spec/type"), "" | "ClusterIP") {
+                errors.push(format!(
+                    "{overlay}: relay-console Service {} is not ClusterIP",
+                    name(svc)
+                ));
+            }
         }
 
         // Services: ingress's public port; admin ports only as cluster-internal Services.
@@ -251,7 +279,8 @@ fn deployments_are_locked_down_probed_budgeted_and_fenced() {
                     .any(|p| p["port"].as_u64() == Some(port))
             })
         };
-        for port in [8080, 9090, 9091, 9092] {
+        let ports = std::iter::once(8080).chain(SERVICES.iter().map(|s| u64::from(s.admin_port)));
+        for port in ports {
             if !exposes(port) {
                 errors.push(format!("{overlay}: no Service for port {port}"));
             }
@@ -261,15 +290,16 @@ fn deployments_are_locked_down_probed_budgeted_and_fenced() {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|p| matches!(p["port"].as_u64(), Some(9090..=9092)));
+                .any(|p| p["port"].as_u64().is_some_and(is_admin_port));
             if admin && matches!(s(svc, "/spec/type"), "LoadBalancer" | "NodePort") {
                 errors.push(format!("{overlay}: admin Service {} is public", name(svc)));
             }
         }
         for ingress in of_kind("Ingress") {
-            if serde_json::to_string(ingress).unwrap().contains("-admin") {
+            let text = serde_json::to_string(ingress).unwrap();
+            if text.contains("-admin") || text.contains("relay-console") {
                 errors.push(format!(
-                    "{overlay}: Ingress {} exposes an admin port",
+                    "{overlay}: Ingress {} exposes an admin port or the console",
                     name(ingress)
                 ));
             }

@@ -8,6 +8,8 @@ mod acrobits_guard;
 mod alerting;
 mod broker;
 mod call_log;
+mod console;
+mod console_pages;
 mod dead_letters;
 mod delivery;
 mod destinations;

@@ -134,6 +134,37 @@ fn default_breaker_cool_down() -> Duration {
 }
 
 impl DestinationConfig {
+    /// Where the signing secret comes from and, for a file, how long ago it changed (read at
+    /// `now`): `file /run/secrets/x (changed 3d ago)`, `$RELAY_X_SECRET (set)`, `none`. Never
+    /// the secret itself.
+    pub fn secret_source(&self, now: std::time::SystemTime) -> String {
+        if let Some(path) = &self.secret_file {
+            let age = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|at| now.duration_since(at).ok());
+            return match age {
+                Some(age) => format!(
+                    "file {} (changed {} ago)",
+                    path.display(),
+                    crate::duration::label(Duration::from_secs(age.as_secs()))
+                ),
+                None => format!("file {} (unreadable here)", path.display()),
+            };
+        }
+        match &self.secret_env {
+            Some(env) => {
+                let state = if env.value().is_some() {
+                    "set"
+                } else {
+                    "not set here"
+                };
+                format!("${} ({state})", env.var())
+            }
+            None => "none".to_owned(),
+        }
+    }
+
     /// A destination with defaults for everything but the URL and signing.
     pub fn new(url: impl Into<String>, signing: Signing, secret: Option<EnvSecret>) -> Self {
         Self {

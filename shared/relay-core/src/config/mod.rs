@@ -12,6 +12,7 @@
 mod acrobits;
 mod alerting;
 mod amqp;
+mod console;
 mod delivery;
 mod destination;
 mod explain;
@@ -26,6 +27,7 @@ mod worker;
 
 pub use alerting::{AccountAlertConfig, AlertFormat, MinBalanceAlertConfig, NotifierConfig};
 pub use amqp::AmqpConfig;
+pub use console::{ConsoleConfig, ConsoleServices, ConsoleUser};
 pub use delivery::DeliveryConfig;
 pub use destination::{DestinationConfig, Signing};
 pub use failure_alert::FailureAlertConfig;
@@ -93,6 +95,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// relay-delivery.
     pub delivery: DeliveryConfig,
+    /// relay-console.
+    pub console: ConsoleConfig,
     /// Outbound destinations by name; jobs name one of these.
     pub destinations: BTreeMap<String, DestinationConfig>,
     /// The file this was read from; `None`: no file at all (defaults, loopback only).
@@ -251,6 +255,9 @@ impl Config {
             if let Some(secret) = &mut destination.secret_env {
                 secret.resolve(env);
             }
+        }
+        for user in &mut self.console.users {
+            user.password_hash_env.resolve(env);
         }
     }
 

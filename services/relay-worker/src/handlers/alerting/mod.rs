@@ -44,6 +44,7 @@ pub struct MinBalanceAlert {
     config: MinBalanceAlertConfig,
     notifiers: Vec<NotifierConfig>,
     ledger: Ledger,
+    store: Store,
 }
 
 impl MinBalanceAlert {
@@ -54,7 +55,8 @@ impl MinBalanceAlert {
         Self {
             notifiers: config.effective_notifiers(),
             config: config.clone(),
-            ledger: Ledger::new(store, ttl),
+            ledger: Ledger::new(store.clone(), ttl),
+            store,
         }
     }
 
@@ -170,8 +172,47 @@ impl MinBalanceAlert {
         if let Some(notice) = &step.effects.notice {
             tracing::info!(account, kind = ?notice.kind, severity = ?step.effects.alert.as_ref().map(|f| f.severity), "min-balance alert notice");
             metrics::counter!("relay_min_balance_alert_notices_total", "kind" => kind_label(notice.kind)).increment(1);
+            self.record(account, notice, &step).await;
         }
         Ok(output)
+    }
+}
+
+impl MinBalanceAlert {
+    /// Records a notice for the console's Alerts page. Best effort: Redis trouble is logged,
+    /// and the notifiers are told all the same.
+    async fn record(&self, account: &str, notice: &Notice, step: &state::Step) {
+        let firing = step.effects.alert.as_ref().or(step.alert.firing.as_ref());
+        let Some(firing) = firing else { return };
+        let now = OffsetDateTime::now_utc();
+        let render = Render {
+            account,
+            resend_interval: self.config.resend_interval,
+            generator_url: self.config.generator_url.as_deref(),
+            now,
+            event_id: "",
+        };
+        let severity = firing.severity;
+        let note = relay_store::AlertNote {
+            key: format!("min-balance:{account}"),
+            name: notify::ALERTNAME.to_owned(),
+            subject: account.to_owned(),
+            notice: kind_label(notice.kind).to_owned(),
+            severity: Some(format!("{severity:?}").to_lowercase()),
+            summary: notify::summary(&render, firing, severity),
+            at: now
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            notifiers: self
+                .notifiers
+                .iter()
+                .map(|n| n.destination.clone())
+                .collect(),
+            ends_at: None,
+        };
+        if let Err(error) = self.store.record_alert(&note).await {
+            tracing::warn!(%error, account, "the alert notice was not recorded for the console");
+        }
     }
 }
 

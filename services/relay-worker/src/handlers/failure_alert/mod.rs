@@ -177,7 +177,7 @@ impl FailureAlert {
             return Ok(output);
         };
         if step.effects.alert {
-            output = self.window_alert(event, &destination, window);
+            output = self.window_alert(event, &destination, window).await;
         }
         if let Some(epoch) = step.effects.timer {
             output
@@ -187,7 +187,7 @@ impl FailureAlert {
         Ok(output)
     }
 
-    fn window_alert(
+    async fn window_alert(
         &self,
         event: &CloudEvent,
         destination: &str,
@@ -202,7 +202,42 @@ impl FailureAlert {
         );
         metrics::counter!("relay_failure_alerts_total", "alertname" => notify::DELIVERY_FAILED)
             .increment(1);
+        self.record(
+            &format!("delivery-failed:{destination}"),
+            destination,
+            "firing",
+            &alert,
+        )
+        .await;
         self.jobs(event, &alert, false)
+    }
+
+    /// Records a notice for the console's Alerts page (`relay_store::AlertNote`). Best effort:
+    /// Redis trouble is logged, and the notifiers are told all the same.
+    async fn record(&self, key: &str, subject: &str, notice: &str, alert: &notify::Alert) {
+        let rfc3339 = |t: OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        let note = relay_store::AlertNote {
+            key: key.to_owned(),
+            name: alert.name.to_owned(),
+            subject: subject.to_owned(),
+            notice: notice.to_owned(),
+            severity: None,
+            summary: alert.summary.clone(),
+            at: rfc3339(OffsetDateTime::now_utc()),
+            notifiers: self
+                .config
+                .notifiers
+                .iter()
+                .map(|n| n.destination.clone())
+                .collect(),
+            ends_at: (!alert.resolved).then(|| rfc3339(alert.ends_at)),
+        };
+        if let Err(error) = self.store.record_alert(&note).await {
+            tracing::warn!(%error, alert = key, "the alert notice was not recorded for the console");
+        }
     }
 
     /// The tick of `destination`'s window `epoch`, due `group_wait` after `at`.
@@ -236,7 +271,7 @@ impl FailureAlert {
             })
             .await?;
         match (&step.record.window, step.effects.alert) {
-            (Some(window), true) => Ok(self.window_alert(event, destination, window)),
+            (Some(window), true) => Ok(self.window_alert(event, destination, window).await),
             _ => Ok(Output::none()),
         }
     }
@@ -277,6 +312,15 @@ impl FailureAlert {
                 alert.summary
             );
             metrics::counter!("relay_failure_alerts_total", "alertname" => alert.name).increment(1);
+            let notice = if alert.resolved { "resolved" } else { "firing" };
+            let subject = format!("{} {}", firing.last.kind, firing.last.subject);
+            self.record(
+                &format!("condition:{}:{}", firing.last.kind, firing.last.subject),
+                &subject,
+                notice,
+                &alert,
+            )
+            .await;
         }
         Ok(self.jobs(event, &alert, *notice == ConditionNotice::Resend))
     }
