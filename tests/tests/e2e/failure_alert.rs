@@ -161,6 +161,31 @@ async fn a_helpdesk_refusing_every_call_log_raises_one_alert_with_its_context() 
         let more = drain(sink, Duration::from_secs(5)).await;
         assert!(more.is_empty(), "{name} got a second alert: {more:#?}");
     }
+
+    // The console's Alerts page reads the notice the handler recorded: firing, once.
+    let mut redis = env.redis().await;
+    let prefix = &env.config.redis.key_prefix;
+    let firing: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("{prefix}alerts:firing"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let note: serde_json::Value =
+        serde_json::from_str(&firing["delivery-failed:helpdesk"]).unwrap();
+    assert_eq!(note["name"], "RelayDeliveryFailed");
+    assert_eq!(note["notice"], "firing");
+    assert!(
+        note["ends_at"].is_string(),
+        "it ends with its window: {note}"
+    );
+    let log: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("{prefix}alerts:log"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1, "one notice for the window: {log:?}");
     relay.stop().await;
 }
 
@@ -246,6 +271,44 @@ async fn a_parking_lot_above_its_threshold_fires_and_resolves_when_cleared() {
     assert_eq!(resolved["alertname"], "RelayQueueDepth");
     assert_eq!(resolved["status"], "resolved");
     assert_eq!(resolved["facts"]["value"], 0);
+
+    // The console's Alerts page: nothing firing any more, the firing and the resolution logged
+    // (newest first). The notice is recorded before its jobs go out, so it is there by now.
+    let mut redis = env.redis().await;
+    let prefix = &env.config.redis.key_prefix;
+    let firing: Vec<String> = redis::cmd("HKEYS")
+        .arg(format!("{prefix}alerts:firing"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(firing.is_empty(), "{firing:?}");
+    let log: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("{prefix}alerts:log"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let notices: Vec<(String, String)> = log
+        .iter()
+        .map(|n| {
+            let n: Value = serde_json::from_str(n).unwrap();
+            (
+                n["notice"].as_str().unwrap().to_owned(),
+                n["key"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        notices.first().map(|n| n.0.as_str()),
+        Some("resolved"),
+        "{notices:?}"
+    );
+    assert!(notices.iter().any(|n| n.0 == "firing"), "{notices:?}");
+    assert!(
+        notices.iter().all(|n| n.1.starts_with("condition:")),
+        "{notices:?}"
+    );
     relay.stop().await;
 }
 

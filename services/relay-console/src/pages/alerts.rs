@@ -36,11 +36,71 @@ pub(crate) async fn page(State(state): State<AppState>, authed: Authed) -> Respo
     };
     // An event handled twice records its notice twice: show it once.
     log.dedup_by(|a, b| a.key == b.key && a.notice == b.notice && a.at == b.at);
-    let resolved = log.iter().filter(|n| n.is_resolved()).cloned().collect();
+    let resolved = log
+        .iter()
+        .filter(|n| n.is_resolved())
+        .cloned()
+        .map(shown)
+        .collect();
     web::render(AlertsPage {
         chrome: Chrome::new(&authed, "/alerts"),
-        firing,
+        firing: still_firing(firing).into_iter().map(shown).collect(),
         resolved,
-        log,
+        log: log.into_iter().map(shown).collect(),
     })
+}
+
+/// The notices of alerts still firing: a delivery-failure alert is never resolved by a notice
+/// of its own, it ends with its window (`ends_at`).
+pub(crate) fn still_firing(notes: Vec<AlertNote>) -> Vec<AlertNote> {
+    let now = time::OffsetDateTime::now_utc();
+    notes
+        .into_iter()
+        .filter(|n| {
+            n.ends_at.as_deref().is_none_or(|end| {
+                time::OffsetDateTime::parse(end, &time::format_description::well_known::Rfc3339)
+                    .map_or(true, |end| end > now)
+            })
+        })
+        .collect()
+}
+
+/// A notice with its time shortened for a table.
+pub(crate) fn shown(mut note: AlertNote) -> AlertNote {
+    note.at = web::short_time(&note.at);
+    note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(ends_at: Option<&str>) -> AlertNote {
+        AlertNote {
+            key: "k".into(),
+            name: "RelayDeliveryFailed".into(),
+            subject: "helpdesk".into(),
+            notice: "firing".into(),
+            severity: None,
+            summary: String::new(),
+            at: "2026-12-04T10:00:00.123456Z".into(),
+            notifiers: Vec::new(),
+            ends_at: ends_at.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn an_alert_past_its_window_no_longer_fires() {
+        let kept = still_firing(vec![
+            note(None),
+            note(Some("2000-01-01T00:00:00Z")),
+            note(Some("2999-01-01T00:00:00Z")),
+        ]);
+        assert_eq!(kept.len(), 2);
+        assert!(
+            kept.iter()
+                .all(|n| n.ends_at.as_deref() != Some("2000-01-01T00:00:00Z"))
+        );
+        assert_eq!(shown(note(None)).at, "2026-12-04 10:00:00");
+    }
 }

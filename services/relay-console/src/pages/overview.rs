@@ -187,6 +187,9 @@ pub(crate) async fn page(State(state): State<AppState>, authed: Authed) -> Respo
         },
         depths,
         breakers,
-        firing: firing.unwrap_or_default(),
+        firing: super::alerts::still_firing(firing.unwrap_or_default())
+            .into_iter()
+            .map(super::alerts::shown)
+            .collect(),
     })
 }
