@@ -104,6 +104,29 @@ impl Knee {
             }
             let _ = writeln!(m);
         }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let _ = writeln!(
+            m,
+            "\nCPU per event: µs of CPU each process spent per offered callback. The machine's \
+             {cores} cores hold {cores} × 1,000,000 / rate µs per event in all; a stage whose \
+             cost stays flat as the rate rises is doing work per event, one that falls is \
+             amortising wake-ups.\n"
+        );
+        let _ = write!(m, "| offered/s |");
+        for p in &processes {
+            let _ = write!(m, " {p} |");
+        }
+        let _ = writeln!(m, " all |");
+        let _ = writeln!(m, "|{}", "---|".repeat(2 + processes.len()));
+        for s in &self.steps {
+            let rate = f64::from(s.rate.max(1));
+            let _ = write!(m, "| {} |", s.rate);
+            for u in &s.usage {
+                let _ = write!(m, " {:.0} |", u.cores / rate * 1e6);
+            }
+            let all: f64 = s.usage.iter().map(|u| u.cores).sum();
+            let _ = writeln!(m, " {:.0} |", all / rate * 1e6);
+        }
         let knee = self
             .knee_rate
             .map_or_else(|| "below the first rate".to_owned(), |r| format!("{r}/s"));
